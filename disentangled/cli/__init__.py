@@ -1,0 +1,44 @@
+"""The ``disentangled`` command line: one thin module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import data as data_cli
+from . import quickstart as quickstart_cli
+
+app = typer.Typer(
+    name="disentangled",
+    help="Reproduce and extend the study of unsupervised disentanglement (Locatello et al., ICML 2019).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.command("quickstart")(quickstart_cli.quickstart)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: expected errors become one clear message and exit code 2."""
+    from ..data.paths import DataFileError
+    from ..data.download import DownloadError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except (DataFileError, DownloadError, ValueError, TypeError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as err:  # click's usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

@@ -1,0 +1,111 @@
+"""Image grids: the drawing code behind ``data show`` and the model pictures.
+
+Images are float arrays in [0, 1], channels first (``[..., C, H, W]``), as the data sets
+and decoders produce them. Grids are assembled with numpy and written with Pillow (plain
+grids) or matplotlib (labelled figures).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_path
+
+
+def to_hwc_uint8(images: np.ndarray) -> np.ndarray:
+    """``[..., C, H, W]`` floats in [0, 1] -> ``[..., H, W, 3]`` uint8 (grey repeated to RGB)."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim < 3 or arr.shape[-3] not in (1, 3):
+        raise ValueError(f"images must be [..., C, H, W] with C in (1, 3), got shape {tuple(arr.shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"images contain {int((~np.isfinite(arr)).sum())} NaN or infinite values")
+    arr = np.moveaxis(arr, -3, -1)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return np.round(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def grid(images: np.ndarray, *, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+    """Tile ``[rows, cols, C, H, W]`` images into one uint8 ``[H', W', 3]`` picture.
+
+    A NaN image (all values NaN) marks an empty cell, drawn in the padding colour.
+    """
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim != 5:
+        raise ValueError(f"grid expects [rows, cols, C, H, W], got shape {tuple(arr.shape)}")
+    rows, cols, _, h, w = arr.shape
+    empty = np.isnan(arr).all(axis=(2, 3, 4))
+    tiles = to_hwc_uint8(np.where(empty[..., None, None, None], 0.0, arr))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), pad_value, dtype=np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            if not empty[r, c]:
+                top, left = pad + r * (h + pad), pad + c * (w + pad)
+                out[top : top + h, left : left + w] = tiles[r, c]
+    return out
+
+
+def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a uint8 ``[H, W, 3]`` picture atomically as PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(picture).save(tmp, format="PNG")
+    return path
+
+
+def factor_variations(data, *, rng, num_values: int = 10) -> tuple[np.ndarray, list[str], list[list[int]]]:
+    """One row per latent factor: a random base, varying only that factor.
+
+    Returns images ``[K, num_values, C, H, W]`` (NaN where a factor has fewer values), the
+    row labels and the factor values shown in each row.
+    """
+    base = data.sample_factors(1, rng=rng)[0]
+    rows, labels, shown = [], [], []
+    c, h, w = data.observation_shape
+    for k, (name, size) in enumerate(zip(data.factor_names, data.factor_sizes)):
+        values = np.unique(np.round(np.linspace(0, size - 1, min(size, num_values))).astype(np.int64))
+        factors = np.repeat(base[None], len(values), axis=0)
+        factors[:, k] = values
+        obs = data.observations_from_factors(factors, rng=rng)
+        row = np.full((num_values, c, h, w), np.nan, dtype=np.float32)
+        row[: len(values)] = obs
+        rows.append(row)
+        labels.append(f"{name} ({size})")
+        shown.append(values.tolist())
+    return np.stack(rows), labels, shown
+
+
+def save_labelled_grid(images: np.ndarray, row_labels: list[str], path: str | os.PathLike, *, title: str = "") -> Path:
+    """A grid with a label left of each row, written atomically as PNG with matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picture = grid(images)
+    rows = images.shape[0]
+    height_in = max(2.0, picture.shape[0] / 60)
+    width_in = picture.shape[1] / 60 + 2.2
+    fig, ax = plt.subplots(figsize=(width_in, height_in), dpi=100)
+    ax.imshow(picture, interpolation="nearest")
+    cell = picture.shape[0] / rows
+    ax.set_yticks([cell * (r + 0.5) for r in range(rows)])
+    ax.set_yticklabels(row_labels)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,57 @@
+"""The command line, through typer's runner and the console script's error handling."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from disentangled.cli import app, main
+from disentangled.data import DATASETS
+
+runner = CliRunner()
+
+
+def test_data_list_shows_every_data_set():
+    result = runner.invoke(app, ["data", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in DATASETS:
+        assert name in result.output
+    assert "posY 32" in result.output and "3x64x64" in result.output
+    assert "official file missing" in result.output  # no official file in the test data dir
+
+
+def test_data_list_procedural_is_ready():
+    result = runner.invoke(app, ["data", "list", "--source", "procedural"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "rendered on the fly" in result.output
+    assert "no" not in [line.split("│")[4].strip() for line in result.output.splitlines() if line.count("│") > 5]
+
+
+def test_data_show_writes_one_row_per_factor(tmp_path):
+    out = tmp_path / "show.png"
+    result = runner.invoke(app, ["data", "show", "color_dsprites", "--source", "procedural", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape[0] > 200 and img.shape[1] > 500  # five rows of ten 64-pixel images, labelled
+    assert img.std() > 20  # not a blank picture
+
+
+def test_data_prepare_dummy(tmp_path):
+    result = runner.invoke(app, ["data", "prepare", "dummy_data"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to prepare" in result.output
+
+
+def test_missing_official_file_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "prepare", "dsprites_full"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "disentangled data download dsprites_full" in err and "Traceback" not in err
+
+
+def test_unknown_name_lists_close_matches(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "show", "dsprite_full", "-o", "x.png"])
+    assert exit_.value.code == 2
+    assert "Did you mean 'dsprites_full'" in capsys.readouterr().err
