@@ -8,6 +8,7 @@ import typer
 
 from . import data as data_cli
 from . import quickstart as quickstart_cli
+from . import train as train_cli
 
 app = typer.Typer(
     name="disentangled",
@@ -18,18 +19,24 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.command("quickstart")(quickstart_cli.quickstart)
+app.command("train")(train_cli.train)
+app.command("list")(train_cli.list_)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected errors become one clear message and exit code 2."""
-    from ..data.paths import DataFileError
     from ..data.download import DownloadError
+    from ..data.paths import DataFileError
+    from ..train.loop import TrainingDiverged
 
     try:
         app(args=argv, standalone_mode=False)
     except (DataFileError, DownloadError, ValueError, TypeError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except TrainingDiverged as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except typer.Abort:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import inspect
 
 from .base import FactorSpace, GroundTruthData, close_matches
+from .cars3d import Cars3D
 from .dsprites import ColorDSprites, DSprites, DSpritesNoShape, NoisyDSprites, ScreamDSprites
 from .dummy import DummyData
+from .mpi3d import MPI3DReal, MPI3DRealistic, MPI3DToy
+from .shapes3d import Shapes3D
+from .smallnorb import SmallNORB
 from .paths import DataFileError
 
 DATASETS = {
@@ -22,6 +26,12 @@ DATASETS = {
     "color_dsprites": ColorDSprites,
     "noisy_dsprites": NoisyDSprites,
     "scream_dsprites": ScreamDSprites,
+    "smallnorb": SmallNORB,
+    "cars3d": Cars3D,
+    "shapes3d": Shapes3D,
+    "mpi3d_toy": MPI3DToy,
+    "mpi3d_realistic": MPI3DRealistic,
+    "mpi3d_real": MPI3DReal,
 }
 
 

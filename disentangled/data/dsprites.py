@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dsprites_render
 from .base import FactorSpace, GroundTruthData, Rng, randint
 from .paths import DataFileError, data_dir, find_file, missing_file_message
 
@@ -41,7 +40,15 @@ OFFICIAL_SPACE = FactorSpace(
 SOURCES = ("official", "procedural")
 
 
+def _renderer():
+    """The procedural renderer, imported on first use (only procedural sources need it)."""
+    from . import dsprites_render
+
+    return dsprites_render
+
+
 def procedural_cache_path(explicit_data_dir=None) -> Path:
+    dsprites_render = _renderer()
     return data_dir(explicit_data_dir) / "procedural" / (
         f"dsprites_procedural_v{dsprites_render.RENDERER_VERSION}.npy"
     )
@@ -109,6 +116,7 @@ def _check_official(path, imgs, classes, *, strict) -> tuple[np.ndarray, FactorS
 
 def official_latent_values(space: FactorSpace) -> np.ndarray:
     """``latents_values`` of the official file for every row of ``space`` (float64 ``[N, 6]``)."""
+    dsprites_render = _renderer()
     classes = space.all_factors()
     values = np.zeros(classes.shape, dtype=np.float64)
     values[:, 0] = 1.0
@@ -212,7 +220,7 @@ class _Images:
         """uint8 ``[N, 64, 64]`` binary sprites of full factor vectors ``[N, 6]``."""
         self._load()
         if self._imgs is None:  # procedural without a cache: render now
-            return dsprites_render.render(full[:, 1:])
+            return _renderer().render(full[:, 1:])
         idx = self._space.index(full)
         if isinstance(self._imgs, np.memmap):
             order = np.argsort(idx, kind="stable")  # sorted reads are kinder to the page cache
@@ -225,9 +233,12 @@ class _Images:
         info = {"source": self.source}
         if self.source == "procedural":
             info["generator"] = "disentangled.data.dsprites_render"
-            info["renderer_version"] = dsprites_render.RENDERER_VERSION
-        if self._path is not None:
-            info["file"] = str(self._path)
+            info["renderer_version"] = _renderer().RENDERER_VERSION
+        path = self._path
+        if path is None and self.source == "official":
+            path = find_file([OFFICIAL_NPZ, OFFICIAL_HDF5], self.data_dir_option)
+        if path is not None:
+            info["file"] = str(path)
         return info
 
 

@@ -5,6 +5,10 @@
   complete, so an interrupted run leaves nothing that looks finished.
 * Official sources are located and checked (keys, shapes, dtypes, factor grid), so a
   missing or damaged file is reported now rather than in the middle of training.
+  SmallNORB and Cars3D are resized once into ``<data dir>/cache/``; a compressed
+  ``3dshapes.h5`` is unpacked there into a memory-mappable uint8 ``.npy``.
+* ``shapes3d --source procedural`` renders the look-alike grid into
+  ``<data dir>/procedural/shapes3d_procedural_v<version>.h5`` (official layout).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ import numpy as np
 
 from . import dsprites_render, get
 from .base import GroundTruthData
+from .cars3d import Cars3D
 from .dsprites import DSprites, procedural_cache_path, read_official
+from .mpi3d import MPI3D
+from .shapes3d import Shapes3D
+from .smallnorb import SmallNORB
 from ..io import atomic_path
 
 
@@ -34,6 +42,17 @@ def prepare(name: str, *, progress: bool = True, **options) -> tuple[GroundTruth
             data.scream()
             message += f"; painting {data.describe()['scream_image']}"
         return data, message
+    if isinstance(data, Shapes3D):
+        return data, data.prepare(progress=progress)
+    if isinstance(data, (SmallNORB, Cars3D)):
+        cache, built = data.prepare(progress=progress)
+        n = data.space.num_combinations
+        done = "resized and cached at" if built else "resized cache already at"
+        return data, f"{name}: official files checked ({n} images), {done} {cache}"
+    if isinstance(data, MPI3D):
+        path, mapped = data.prepare()
+        how = "memory-mapped" if mapped else "compressed member: loaded into memory when used"
+        return data, f"{name}: official file {path} checked ({data.space.num_combinations} images, factor sizes {list(data.space.sizes)}, {how})"
     ready, why = data.readiness()
     return data, f"{name}: {why}"
 

@@ -1,0 +1,270 @@
+"""Run configurations: frozen dataclasses from YAML/JSON with dotted ``key=value`` overrides.
+
+A configuration is validated when it is built: an unknown key names its path and close
+matches, a value out of range names the field, the allowed range and the value. The
+resolved configuration is saved in every run directory and the run id is a hash of it.
+
+Keys (all optional; the defaults are the study's settings)::
+
+    seed: 0
+    data:      {name: dsprites_full, source: official}
+    model:     {architecture: conv, num_latent: 10, reconstruction: bernoulli, kernel_size_34: 2}
+    objective: {name: beta_vae, beta: 1.0}        # the objective's own hyperparameters
+    train:     {steps: 300000, batch_size: 64, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+                checkpoint_every: 5000, log_every: 100, eval_batches: 1000}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .data.base import close_matches
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "dsprites_full"
+    source: str = "official"
+
+    def __post_init__(self):
+        from .data import DATASETS, options_of
+
+        if self.name not in DATASETS:
+            raise ConfigError(f"data.name: unknown data set {self.name!r}." + close_matches(self.name, list(DATASETS)))
+        if "source" in options_of(self.name):
+            from .data.dsprites import SOURCES
+
+            if self.source not in SOURCES:
+                raise ConfigError(f"data.source must be one of {list(SOURCES)}, got {self.source!r}")
+
+    def options(self) -> dict:
+        from .data import options_of
+
+        return {"source": self.source} if "source" in options_of(self.name) else {}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = "conv"
+    num_latent: int = 10
+    reconstruction: str = "bernoulli"
+    kernel_size_34: int = 2
+
+    def __post_init__(self):
+        from .models import ARCHITECTURES
+        from .models.losses import RECONSTRUCTION_LOSSES
+
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"model.architecture: unknown {self.architecture!r}; known: {list(ARCHITECTURES)}." + close_matches(self.architecture, list(ARCHITECTURES)))
+        if self.reconstruction not in RECONSTRUCTION_LOSSES:
+            raise ConfigError(f"model.reconstruction: unknown {self.reconstruction!r}; known: {list(RECONSTRUCTION_LOSSES)}")
+        _check_int("model.num_latent", self.num_latent, 1)
+        if self.kernel_size_34 not in (2, 4):
+            raise ConfigError(f"model.kernel_size_34 must be 2 (the released code) or 4 (the paper), got {self.kernel_size_34!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300_000
+    batch_size: int = 64
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    checkpoint_every: int = 5000
+    log_every: int = 100
+    eval_batches: int = 1000
+
+    def __post_init__(self):
+        _check_int("train.steps", self.steps, 1)
+        _check_int("train.batch_size", self.batch_size, 2, why=" (the covariance and total-correlation estimates need two samples)")
+        _check_int("train.checkpoint_every", self.checkpoint_every, 1)
+        _check_int("train.log_every", self.log_every, 1)
+        _check_int("train.eval_batches", self.eval_batches, 0)
+        _check_float("train.lr", self.lr, 0.0, strict=True)
+        _check_float("train.eps", self.eps, 0.0, strict=True)
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            _check_float(f"train.{name}", value, 0.0)
+            if value >= 1:
+                raise ConfigError(f"train.{name} must be in [0, 1), got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: Mapping[str, Any] = field(default_factory=lambda: {"name": "beta_vae", "beta": 1.0})
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        _check_int("seed", self.seed, 0)
+        object.__setattr__(self, "objective", _resolve_objective(self.objective))
+
+    def build_objective(self):
+        from .models import get_objective
+
+        params = dict(self.objective)
+        return get_objective(params.pop("name"), **params)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["objective"] = dict(self.objective)
+        return out
+
+    @property
+    def run_id(self) -> str:
+        """A short hash of the resolved configuration."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _resolve_objective(mapping) -> dict:
+    """Fill the objective's defaults and validate its hyperparameters."""
+    from .models import OBJECTIVES, get_objective
+
+    params = dict(mapping)
+    name = params.pop("name", "beta_vae")
+    if name not in OBJECTIVES:
+        raise ConfigError(f"objective.name: unknown objective {name!r}; known: {list(OBJECTIVES)}." + close_matches(str(name), list(OBJECTIVES)))
+    try:
+        objective = get_objective(name, **params)
+    except ValueError as err:
+        raise ConfigError(f"objective: {err}") from err
+    return {"name": name, **objective.hyperparameters()}
+
+
+def _check_int(key, value, low, why=""):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer >= {low}{why}, got {value!r}")
+    if value < low:
+        raise ConfigError(f"{key} must be >= {low}{why}, got {value!r}")
+
+
+def _check_float(key, value, low, strict=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if value < low or (strict and value == low):
+        raise ConfigError(f"{key} must be {'>' if strict else '>='} {low}, got {value!r}")
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def from_dict(raw: Mapping[str, Any]) -> RunConfig:
+    """Build a RunConfig from nested plain data, naming unknown keys with close matches."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a configuration must be a mapping of sections, got {type(raw).__name__}")
+    top = {f.name for f in fields(RunConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in top:
+            raise ConfigError(f"unknown configuration key {key!r}; known: {sorted(top)}." + close_matches(str(key), sorted(top)))
+        if key in _SECTIONS:
+            cls = _SECTIONS[key]
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            known = [f.name for f in fields(cls)]
+            for sub in value:
+                if sub not in known:
+                    raise ConfigError(f"unknown configuration key '{key}.{sub}'; known: {known}." + close_matches(str(sub), known))
+            kwargs[key] = cls(**{k: _coerce(cls, k, v) for k, v in value.items()})
+        elif key == "objective":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"objective must be a mapping with a name, got {value!r}")
+            kwargs[key] = dict(value)
+        else:
+            kwargs[key] = value
+    return RunConfig(**kwargs)
+
+
+def _coerce(cls, key, value):
+    """YAML reads 1e-4 as a string; accept numbers written that way for float fields."""
+    ftype = {f.name: f.type for f in fields(cls)}[key]
+    if ftype in ("float", float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if ftype in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["train.steps=300", "objective.beta=4"]`` -> nested dict (values parsed as YAML)."""
+    nested: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} must look like key=value (for example train.steps=1000)")
+        key, text = pair.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {pair!r}: empty key part")
+        value = yaml.safe_load(text) if text.strip() else ""
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {pair!r} conflicts with an earlier override of {part!r}")
+        node[parts[-1]] = value
+    return nested
+
+
+def merge(base: Mapping, overrides: Mapping) -> dict:
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            if key == "objective" and "name" in value and value["name"] != out[key].get("name"):
+                out[key] = dict(value)  # a new objective starts from its own defaults
+            else:
+                out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML/JSON file (or start from the defaults) and apply ``key=value`` overrides."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {str(path)!r} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML/JSON ({err})") from err
+    return from_dict(merge(raw, parse_overrides(overrides or [])))
+
+
+def diff(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between two configurations."""
+    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+flatten = _flatten

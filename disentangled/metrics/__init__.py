@@ -1,0 +1,117 @@
+"""The metrics of the study, and more: ``METRICS[name]()`` has the study's settings.
+
+Every metric is a frozen dataclass (its fields are its settings) with
+``evaluate(data, representation, rng=...) -> {"name.key": float}``; those that can be
+computed from a fixed sample of codes and factors also have
+``score(codes, factors, codes_test=None, factors_test=None)``. The math lives in pure
+functions on arrays (codes float ``[N, D]``, factors int ``[N, K]``): :func:`mig`,
+:func:`dci`, :func:`sap`, :func:`modularity`, :func:`unsupervised_scores`, :func:`irs`, ...
+
+See ``docs/metrics.md`` for each score key, its disentanglement_lib name, the defaults, the
+fixes and the tolerances.
+"""
+
+from __future__ import annotations
+
+from .base import Metric, namespaced, settings_of
+from .beta_vae import BetaVAE, beta_vae_score
+from .dci import DCI, completeness, dci, disentanglement, importance_matrix
+from .downstream import DownstreamBoostedTrees, DownstreamLogisticRegression, downstream_scores
+from .factor_vae import FactorVAE, factor_vae_accuracy, factor_vae_votes
+from .irs import IRS, irs
+from .mig import MIG, mig
+from .modularity import ModularityExplicitness, explicitness_per_factor, modularity, modularity_explicitness
+from .sampling import EncodingCache, Encoder, sample_codes
+from .sap import SAP, sap, sap_matrix
+from .unsupervised import Unsupervised, gaussian_total_correlation, gaussian_wasserstein_correlation, unsupervised_scores
+from .utils import discrete_entropy, discrete_mutual_info, histogram_discretize
+
+METRICS = {
+    "beta_vae": BetaVAE,
+    "factor_vae": FactorVAE,
+    "mig": MIG,
+    "dci": DCI,
+    "sap": SAP,
+    "modularity_explicitness": ModularityExplicitness,
+    "unsupervised": Unsupervised,
+    "downstream_logistic_regression": DownstreamLogisticRegression,
+    "downstream_boosted_trees": DownstreamBoostedTrees,
+    "irs": IRS,
+}
+
+# the study's nine metric configurations (unsupervised_study_v1), in the reference's order
+STUDY_METRICS = (
+    "beta_vae",
+    "dci",
+    "downstream_boosted_trees",
+    "downstream_logistic_regression",
+    "factor_vae",
+    "mig",
+    "modularity_explicitness",
+    "sap",
+    "unsupervised",
+)
+
+# metrics computable from a fixed training (and test) sample of codes and factors
+ARRAY_METRICS = ("mig", "dci", "sap", "modularity_explicitness", "unsupervised", "irs")
+
+
+def get(name: str, **settings):
+    """The metric registered as ``name`` with ``settings`` overriding the study's defaults."""
+    import dataclasses
+
+    from ..data.base import close_matches
+
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}." + close_matches(name, list(METRICS)))
+    cls = METRICS[name]
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    for key in settings:
+        if key not in allowed:
+            raise ValueError(f"metric {name!r} has no setting {key!r}; its settings are {allowed}." + close_matches(key, allowed))
+    return cls(**settings)
+
+
+__all__ = [
+    "ARRAY_METRICS",
+    "METRICS",
+    "STUDY_METRICS",
+    "BetaVAE",
+    "DCI",
+    "DownstreamBoostedTrees",
+    "DownstreamLogisticRegression",
+    "EncodingCache",
+    "Encoder",
+    "FactorVAE",
+    "IRS",
+    "MIG",
+    "Metric",
+    "ModularityExplicitness",
+    "SAP",
+    "Unsupervised",
+    "beta_vae_score",
+    "completeness",
+    "dci",
+    "disentanglement",
+    "discrete_entropy",
+    "discrete_mutual_info",
+    "downstream_scores",
+    "explicitness_per_factor",
+    "factor_vae_accuracy",
+    "factor_vae_votes",
+    "gaussian_total_correlation",
+    "gaussian_wasserstein_correlation",
+    "get",
+    "histogram_discretize",
+    "importance_matrix",
+    "irs",
+    "mig",
+    "modularity",
+    "modularity_explicitness",
+    "namespaced",
+    "sample_codes",
+    "sap",
+    "sap_matrix",
+    "settings_of",
+    "unsupervised_scores",
+]

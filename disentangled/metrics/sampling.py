@@ -1,0 +1,236 @@
+"""Drawing ground-truth samples and encoding them: the sampling side of every metric.
+
+The metrics draw from a data set in the reference's order: every batch first draws its
+factors (``data.sample_factors``), then its observations (``data.observations_from_factors``,
+which draws the nuisance factors and any per-image noise). Given a
+``numpy.random.RandomState`` seeded as the reference seeds it, the same factors come out.
+
+Encoding is where the time goes (the BetaVAE score alone looks at 1.92 million images).
+:class:`Encoder` makes it cheap without changing any value:
+
+* When the observations are a function of the latent factors (the data set renders no noise
+  and has no nuisance factor with more than one value) and the representation is
+  deterministic (the ``mean`` representation), each distinct factor combination is
+  rendered and encoded once, in large batches, and later requests are served from a table
+  indexed by the combination's flat index (``data.latent_space.index``). The random draws
+  are still made, so the stream of factors is unchanged.
+* Otherwise observations are rendered batch by batch in the reference's order and encoded
+  in large batches.
+
+An :class:`EncodingCache` can be shared by all the metrics of one representation, so a
+whole evaluation encodes each combination at most once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..data.base import Rng, check_rng
+
+Representation = Callable[[np.ndarray], np.ndarray]
+
+# data sets whose images depend on the latent factors only (no noise, no random nuisance)
+DETERMINISTIC_DATASETS = ("dsprites_full",)
+DENSE_TABLE_LIMIT = 64_000_000  # entries (combinations x code size) of a dense code table
+
+
+def is_deterministic_representation(representation) -> bool:
+    """Whether ``representation`` gives the same code for the same image every time.
+
+    Read from its ``deterministic`` attribute if it has one, else true only for a
+    representation whose ``kind`` is ``"mean"``.
+    """
+    flag = getattr(representation, "deterministic", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(representation, "kind", None) == "mean"
+
+
+def is_deterministic_data(data) -> bool:
+    """Whether ``data``'s observations are a function of its latent factors.
+
+    Read from its ``deterministic`` attribute if it has one; otherwise true for the data sets
+    known to render without noise, when no nuisance factor has more than one value.
+    """
+    flag = getattr(data, "deterministic", None)
+    if flag is None:
+        flag = getattr(data, "name", None) in DETERMINISTIC_DATASETS
+    if not flag:
+        return False
+    space = getattr(data, "space", None)
+    if space is None:
+        return True
+    return all(space.sizes[k] == 1 for k in getattr(data, "nuisance", ()))
+
+
+def to_numpy_codes(codes) -> np.ndarray:
+    if hasattr(codes, "detach"):
+        codes = codes.detach().cpu().numpy()
+    elif isinstance(codes, (tuple, list)) and codes and hasattr(codes[0], "shape"):
+        codes = codes[0]
+        if hasattr(codes, "detach"):
+            codes = codes.detach().cpu().numpy()
+    arr = np.asarray(codes)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    return arr
+
+
+class EncodingCache:
+    """Codes of distinct factor combinations of one data set under one representation."""
+
+    def __init__(self, data, representation: Representation, *, batch_size: int = 1024):
+        self.data = data
+        self.representation = representation
+        self.batch_size = int(batch_size)
+        self.space = data.latent_space
+        self.table: np.ndarray | None = None
+        self.filled: np.ndarray | None = None
+        self.num_encoded = 0  # distinct combinations rendered and encoded so far
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Codes ``[len(keys), D]`` for flat indices ``keys``, encoding the missing ones."""
+        keys = np.asarray(keys, dtype=np.int64)
+        if keys.size == 0:
+            return np.zeros((0, 0 if self.table is None else self.table.shape[1]), dtype=np.float32)
+        uniq = np.unique(keys)
+        missing = uniq if self.filled is None else uniq[~self.filled[uniq]]
+        if missing.size:
+            self._encode(missing)
+        return self.table[keys]
+
+    def _encode(self, keys: np.ndarray) -> None:
+        throwaway = np.random.RandomState(0)  # the renderer draws nothing for these data sets
+        for lo in range(0, keys.size, self.batch_size):
+            chunk = keys[lo : lo + self.batch_size]
+            obs = self.data.observations_from_factors(self.space.factors(chunk), rng=throwaway)
+            codes = to_numpy_codes(self.representation(obs))
+            if codes.shape[0] != chunk.size:
+                raise ValueError(
+                    f"the representation returned {codes.shape[0]} codes for {chunk.size} observations"
+                )
+            if self.table is None:
+                total = self.space.num_combinations
+                if total * codes.shape[1] > DENSE_TABLE_LIMIT:
+                    raise MemoryError("code table too large")
+                dtype = codes.dtype if np.issubdtype(codes.dtype, np.floating) else np.float64
+                self.table = np.zeros((total, codes.shape[1]), dtype=dtype)
+                self.filled = np.zeros(total, dtype=bool)
+            self.table[chunk] = codes
+            self.filled[chunk] = True
+        self.num_encoded += int(keys.size)
+
+
+def resolve_cache(data, representation, cache: "EncodingCache | bool | None" = None) -> "EncodingCache | bool":
+    """The cache a metric should use: the given one, a new one, or False (no caching).
+
+    ``None`` means: cache when the data set and the representation are both deterministic.
+    """
+    if isinstance(cache, EncodingCache):
+        return cache
+    if cache is None:
+        cache = is_deterministic_data(data) and is_deterministic_representation(representation)
+    if not cache:
+        return False
+    if data.latent_space.num_combinations > DENSE_TABLE_LIMIT:
+        return False
+    return EncodingCache(data, representation)
+
+
+class Encoder:
+    """Collects the observations a metric asks for, in order, and returns their codes.
+
+    ``add(factors, rng)`` consumes ``rng`` exactly as ``data.observations_from_factors``
+    would; ``codes()`` returns the codes of everything added so far, in order.
+    """
+
+    def __init__(
+        self,
+        data,
+        representation: Representation,
+        *,
+        cache: EncodingCache | bool | None = None,
+        batch_size: int = 1024,
+    ):
+        self.data = data
+        self.representation = representation
+        self.batch_size = int(batch_size)
+        cache = resolve_cache(data, representation, cache)
+        if isinstance(cache, EncodingCache):
+            if cache.data is not data or cache.representation is not representation:
+                raise ValueError("an EncodingCache serves one data set and one representation")
+        self.cache = cache if isinstance(cache, EncodingCache) else None
+        self._keys: list[np.ndarray] = []
+        self._pending: list[np.ndarray] = []
+        self._pending_count = 0
+        self._done: list[np.ndarray] = []
+        self.num_requested = 0
+
+    def add(self, factors: np.ndarray, rng: Rng) -> None:
+        check_rng(rng)
+        self.num_requested += int(len(factors))
+        if self.cache is not None:
+            self.data.complete_factors(factors, rng=rng)  # the nuisance draws, as rendering makes them
+            self._keys.append(self.data.latent_space.index(factors))
+            return
+        obs = self.data.observations_from_factors(factors, rng=rng)
+        self._pending.append(obs)
+        self._pending_count += obs.shape[0]
+        if self._pending_count >= self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        obs = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._pending_count = [], 0
+        for lo in range(0, obs.shape[0], self.batch_size):
+            chunk = obs[lo : lo + self.batch_size]
+            codes = to_numpy_codes(self.representation(chunk))
+            if codes.shape[0] != chunk.shape[0]:
+                raise ValueError(f"the representation returned {codes.shape[0]} codes for {chunk.shape[0]} observations")
+            self._done.append(codes)
+
+    def codes(self) -> np.ndarray:
+        """Codes ``[num_requested, D]`` of every observation added, in order."""
+        if self.cache is not None:
+            keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.int64)
+            return self.cache.lookup(keys)
+        self._flush()
+        if not self._done:
+            return np.zeros((0, 0), dtype=np.float32)
+        if len(self._done) > 1:
+            self._done = [np.concatenate(self._done)]
+        return self._done[0]
+
+
+def sample_codes(
+    data,
+    representation: Representation,
+    num_points: int,
+    *,
+    rng: Rng,
+    batch_size: int = 16,
+    cache: EncodingCache | bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``num_points`` i.i.d. ``(codes [N, D], factors [N, K])``, drawn in batches of ``batch_size``.
+
+    The draws follow the reference's ``generate_batch_factor_code``: per batch, the factors,
+    then the observations. ``batch_size`` only shapes the random stream; encoding happens in
+    large batches.
+    """
+    check_rng(rng)
+    if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
+        raise ValueError(f"number of points must be a positive integer, got {num_points!r}")
+    enc = Encoder(data, representation, cache=cache)
+    factors = []
+    done = 0
+    while done < num_points:
+        size = min(num_points - done, batch_size)
+        f = data.sample_factors(size, rng=rng)
+        enc.add(f, rng)
+        factors.append(f)
+        done += size
+    return enc.codes(), np.concatenate(factors)

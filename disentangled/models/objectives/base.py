@@ -1,0 +1,97 @@
+"""What every objective shares: the ``Objective`` contract, validation, and Adam settings.
+
+An objective is a small frozen dataclass whose fields are its hyperparameters (with the
+study's values as defaults) and whose :meth:`Objective.regularizer` turns the posterior, the
+sample and the step into the term added to the reconstruction loss. The model
+(:mod:`disentangled.models.vae`) does everything else.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import numbers
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_hyperparameter(owner: str, field: str, value: Any, ok, rule: str) -> None:
+    """Raise ``ValueError("<owner>: <field> must be <rule>, got <value>")`` unless ``ok(value)``.
+
+    Non-numbers and NaN fail every rule.
+    """
+    if not _is_number(value):
+        raise ValueError(f"{owner}: {field} must be a number {rule}, got {value!r}")
+    if not ok(value):
+        raise ValueError(f"{owner}: {field} must be {rule}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AdamSettings:
+    """Adam's settings. The defaults are the study's VAE optimiser (dlib ``shared.gin``).
+
+    TensorFlow 1's Adam adds ``eps`` to ``sqrt(v_hat * (1 - beta2^t))`` where PyTorch adds it
+    to ``sqrt(v_hat)``; with ``eps = 1e-8`` the two differ only in the first few steps.
+    """
+
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        check_hyperparameter("adam", "lr", self.lr, lambda v: v > 0, "> 0")
+        check_hyperparameter("adam", "beta1", self.beta1, lambda v: 0 <= v < 1, "in [0, 1)")
+        check_hyperparameter("adam", "beta2", self.beta2, lambda v: 0 <= v < 1, "in [0, 1)")
+        check_hyperparameter("adam", "eps", self.eps, lambda v: v >= 0, ">= 0")
+
+    def torch_kwargs(self) -> dict:
+        """Keyword arguments for :class:`torch.optim.Adam`."""
+        return {"lr": float(self.lr), "betas": (float(self.beta1), float(self.beta2)), "eps": float(self.eps)}
+
+    def build(self, params) -> torch.optim.Adam:
+        return torch.optim.Adam(params, **self.torch_kwargs())
+
+
+#: The study's VAE optimiser: Adam(lr 1e-4, beta1 0.9, beta2 0.999, eps 1e-8).
+VAE_OPTIMIZER = AdamSettings()
+#: The study's FactorVAE discriminator optimiser: Adam(lr 1e-4, beta1 0.5, beta2 0.9, eps 1e-8).
+DISCRIMINATOR_OPTIMIZER = AdamSettings(lr=1e-4, beta1=0.5, beta2=0.9, eps=1e-8)
+
+
+class Objective(abc.ABC):
+    """Base of the objectives; each subclass is a frozen dataclass and final.
+
+    ``regularizer(kl, mean, logvar, z, step, **extra)`` receives
+
+    * ``kl``: the batch-mean KL to N(0, I), shape ``[...]`` (a scalar for one model);
+    * ``mean``, ``logvar``: the encoder's posterior, ``[..., B, D]``;
+    * ``z``: the reparameterised sample that was decoded, ``[..., B, D]``;
+    * ``step``: the number of completed updates (int or tensor broadcastable to ``kl``);
+    * ``extra``: what the model provides besides (FactorVAE: ``discriminator``);
+
+    and returns the term added to the batch-mean reconstruction loss, shape ``[...]``.
+    Every batch statistic is averaged over the batch as dlib does.
+    """
+
+    name: ClassVar[str]
+    #: True when the model must carry a discriminator trained alongside (FactorVAE).
+    needs_discriminator: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def regularizer(self, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, step, **extra) -> Tensor:
+        """The term added to the reconstruction loss."""
+
+    def hyperparameters(self) -> dict:
+        """The fields as plain values (nested settings become dicts); ``type(self)(**h)`` rebuilds it."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def _check(self, field: str, ok, rule: str) -> None:
+        check_hyperparameter(self.name, field, getattr(self, field), ok, rule)

@@ -1,0 +1,176 @@
+"""Run a study: each run goes through train -> evaluate, on one of three executors.
+
+* ``inline``: in this process, one run after the other (tests, debugging).
+* ``local``: a pool of worker processes on this machine (the default).
+* ``ray``: each run is a Ray task (with retries) on the cluster at ``--address`` or on a
+  local Ray started here; for a real cluster the study directory must be a shared path.
+
+Whatever the executor, a run is processed by :func:`process_run`, which takes the run's
+lock, skips the stages already done, resumes training from its last checkpoint, and
+records a failure with its reason rather than stopping the study. The collected table is
+therefore the same whichever executor ran it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+
+from .spec import StudySpec
+from .store import attempts, is_complete, metric_path, record_failure, run_dir, run_lock, FAILED
+
+EXECUTORS = ("inline", "local", "ray")
+
+
+def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | None = None) -> dict:
+    """Train and evaluate one run; returns ``{"model_num", "status", "reason", "seconds"}``."""
+    from .spec import from_mapping
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    spec = from_mapping(spec_dict)
+    study_dir = Path(study_dir)
+    run = run_dir(study_dir, model_num)
+    start = time.perf_counter()
+    with run_lock(run) as mine:
+        if not mine:
+            return {"model_num": model_num, "status": "busy", "reason": "another process holds this run", "seconds": 0.0}
+        if is_complete(study_dir, spec, model_num):
+            return {"model_num": model_num, "status": "done", "reason": "", "seconds": 0.0}
+        stage = "train"
+        try:
+            from ..train import train
+
+            config = spec.run_config(model_num)
+            train(config, run, resume=True, progress=False)
+            stage = "evaluate"
+            evaluate_run(run, spec, model_num)
+        except Exception as err:  # the study goes on; the reason is kept with the run
+            reason = f"{type(err).__name__}: {err}"
+            n = record_failure(run, stage, reason + "\n" + traceback.format_exc(limit=3))
+            return {"model_num": model_num, "status": "failed", "reason": reason, "attempts": n,
+                    "seconds": time.perf_counter() - start}
+        (run / FAILED).unlink(missing_ok=True)
+    return {"model_num": model_num, "status": "done", "reason": "", "seconds": time.perf_counter() - start}
+
+
+def evaluate_run(run: Path, spec: StudySpec, model_num: int) -> None:
+    """Every (representation, metric) of the spec not yet done for this run."""
+    from ..evaluate import evaluate_run_dir
+
+    ev = spec.evaluation
+    for representation in ev.representations:
+        for metric in sorted(ev.metrics):
+            if metric_path(run, representation, metric).is_file():
+                continue
+            evaluate_run_dir(
+                run, representation=representation, metrics=[metric],
+                settings={metric: dict(ev.metrics[metric])},
+                seed=ev.metric_seed(model_num, representation, metric),
+            )
+
+
+def pending(study_dir: Path, spec: StudySpec, only: list[int] | None, max_attempts: int) -> list[int]:
+    nums = only if only is not None else range(len(spec))
+    return [n for n in nums if not is_complete(study_dir, spec, n) and attempts(run_dir(study_dir, n)) < max_attempts]
+
+
+def run_study(
+    spec: StudySpec,
+    study_dir: Path,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    only: list[int] | None = None,
+    max_attempts: int = 3,
+    address: str | None = None,
+    progress: bool = True,
+    echo=print,
+) -> list[dict]:
+    """Process every unfinished run (retrying failures up to ``max_attempts``)."""
+    from tqdm import tqdm
+
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    todo = pending(study_dir, spec, only, max_attempts)
+    total = len(only) if only is not None else len(spec)
+    results: list[dict] = []
+    bar = tqdm(total=total, initial=total - len(todo), desc=f"study {spec.name}", unit="run", disable=not progress)
+    spec_dict = spec.to_dict()
+    workers = workers or max(1, min(len(todo), (os.cpu_count() or 1)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+
+    def finished(result: dict) -> None:
+        results.append(result)
+        if result["status"] != "busy":
+            bar.update(1)
+        line = f"run {result['model_num']}: {result['status']}"
+        if result.get("reason"):
+            line += f" ({result['reason'].splitlines()[0]})"
+        if result.get("seconds"):
+            line += f" in {result['seconds']:.0f} s"
+        bar.write(line) if progress else echo(line)
+
+    with bar:
+        for _ in range(max_attempts):
+            if not todo:
+                break
+            if executor == "inline":
+                for n in todo:
+                    finished(process_run(str(study_dir), n, spec_dict))
+            elif executor == "local":
+                _run_local(study_dir, todo, spec_dict, workers, threads, finished)
+            else:
+                _run_ray(study_dir, todo, spec_dict, workers, threads, address, max_attempts, finished)
+            todo = [r["model_num"] for r in results[-len(todo):] if r["status"] == "failed"
+                    and attempts(run_dir(study_dir, r["model_num"])) < max_attempts]
+    return results
+
+
+def _run_local(study_dir, todo, spec_dict, workers, threads, finished) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(process_run, str(study_dir), n, spec_dict, threads) for n in todo]
+        for future in as_completed(futures):
+            finished(future.result())
+
+
+class RayUnavailable(RuntimeError):
+    pass
+
+
+def _run_ray(study_dir, todo, spec_dict, workers, threads, address, max_attempts, finished) -> None:
+    try:
+        import ray
+    except ImportError as err:
+        raise RayUnavailable("the ray executor needs Ray: pip install 'disentangled[ray]'") from err
+    started_here = False
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                started_here = True
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise RayUnavailable(f"cannot connect to the Ray cluster at {address!r}: {err}; nothing was started") from err
+    try:
+        task = ray.remote(num_cpus=threads, max_retries=max_attempts - 1)(process_run)
+        refs = {task.remote(str(Path(study_dir).resolve()), n, spec_dict, threads): n for n in todo}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                n = refs.pop(ref)
+                try:
+                    finished(ray.get(ref))
+                except ray.exceptions.RayError as err:
+                    finished({"model_num": n, "status": "failed", "reason": f"ray task failed: {err}", "seconds": 0.0})
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,181 @@
+"""Study specs: a base configuration, a sweep, seeds and an evaluation stage, as data (YAML).
+
+::
+
+    name: quickstart
+    description: ...
+    base: {data: {name: dsprites_full, source: procedural}, train: {steps: 2000}}
+    sweep: {product: [{sweep: {objective.beta: [1, 16]}}, {sweep: {seed: [0, 1]}}]}
+    evaluation:
+      representations: [mean, sampled]
+      seed: 0                # one seed for every model: all are scored on the same samples
+      seed_per_model: false  # true: the evaluation seed is derived from seed and model_num
+      metrics: {mig: {}, dci: {num_train: 1000, num_test: 500}}
+
+``SPEC`` on the command line is a preset name (``disentangled/presets/*.yaml``) or a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..config import ConfigError, RunConfig, from_dict, merge
+from ..data.base import close_matches
+from .sweep import SpecError, expand, nest
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+SPEC_KEYS = ("name", "description", "base", "sweep", "evaluation")
+EVAL_KEYS = ("representations", "metrics", "seed", "seed_per_model")
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    representations: tuple[str, ...] = ("mean", "sampled")
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    seed: int = 0
+    seed_per_model: bool = False
+
+    def metric_seed(self, model_num: int, representation: str, metric: str) -> int:
+        """The study convention (default): the same seed for every model, one per
+        (representation, metric), so all models are scored on the same sampled data."""
+        import numpy as np
+
+        key = [self.seed, self.representations.index(representation), sorted(self.metrics).index(metric)]
+        if self.seed_per_model:
+            key.append(model_num)
+        return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    base: Mapping[str, Any]
+    sweep: Mapping[str, Any]
+    evaluation: EvaluationSpec
+    description: str = ""
+
+    @cached_property
+    def settings(self) -> list[dict]:
+        return expand(self.sweep)
+
+    def __len__(self) -> int:
+        return len(self.settings)
+
+    def run_config(self, model_num: int) -> RunConfig:
+        if not 0 <= model_num < len(self):
+            raise SpecError(f"--model-num must be in 0..{len(self) - 1} for study {self.name!r}, got {model_num}")
+        setting = self.settings[model_num]
+        try:
+            return from_dict(merge(self.base, nest(setting)))
+        except ConfigError as err:
+            raise SpecError(f"study {self.name!r}, model_num {model_num} ({setting}): {err}") from err
+
+    def run_configs(self) -> list[RunConfig]:
+        """Every run's configuration, validated; refuses runs that would collide."""
+        configs = [self.run_config(n) for n in range(len(self))]
+        seen: dict[str, int] = {}
+        for n, c in enumerate(configs):
+            if c.run_id in seen:
+                raise SpecError(
+                    f"study {self.name!r}: model_num {seen[c.run_id]} and {n} resolve to the same configuration "
+                    f"({self.settings[n]}); add the distinguishing key (for example a seed) to the sweep"
+                )
+            seen[c.run_id] = n
+        return configs
+
+    def to_dict(self) -> dict:
+        ev = self.evaluation
+        return {
+            "name": self.name, "description": self.description, "base": dict(self.base), "sweep": self.sweep,
+            "evaluation": {"representations": list(ev.representations), "metrics": {k: dict(v) for k, v in ev.metrics.items()},
+                           "seed": ev.seed, "seed_per_model": ev.seed_per_model},
+        }
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_spec(spec: str | Path) -> StudySpec:
+    """A preset name or a YAML path -> validated StudySpec."""
+    path = Path(spec)
+    if not path.suffix and not path.exists():
+        if str(spec) not in presets():
+            raise SpecError(f"unknown study preset {str(spec)!r}; presets: {presets()}." + close_matches(str(spec), presets()) +
+                            " Or give the path of a YAML spec.")
+        path = PRESETS_DIR / f"{spec}.yaml"
+    if not path.is_file():
+        raise SpecError(f"study spec {str(path)!r} does not exist; give a preset name ({', '.join(presets())}) or a YAML path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML ({err})") from err
+    return from_mapping(raw, source=str(path))
+
+
+def from_mapping(raw: Any, source: str = "spec") -> StudySpec:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{source}: a study spec is a mapping with keys {list(SPEC_KEYS)}")
+    for key in raw:
+        if key not in SPEC_KEYS:
+            raise SpecError(f"{source}: unknown key {key!r}; known: {list(SPEC_KEYS)}." + close_matches(str(key), list(SPEC_KEYS)))
+    for key in ("name", "sweep"):
+        if key not in raw:
+            raise SpecError(f"{source}: missing {key!r}")
+    base = raw.get("base") or {}
+    if not isinstance(base, Mapping):
+        raise SpecError(f"{source}: base must be a mapping of configuration sections")
+    ev = raw.get("evaluation") or {}
+    if not isinstance(ev, Mapping):
+        raise SpecError(f"{source}: evaluation must be a mapping")
+    for key in ev:
+        if key not in EVAL_KEYS:
+            raise SpecError(f"{source}: unknown key 'evaluation.{key}'; known: {list(EVAL_KEYS)}." + close_matches(str(key), list(EVAL_KEYS)))
+    metrics = ev.get("metrics") or {}
+    if isinstance(metrics, list):
+        metrics = {m: {} for m in metrics}
+    _check_metrics(metrics, source)
+    reps = tuple(ev.get("representations", ("mean", "sampled")))
+    for rep in reps:
+        if rep not in ("mean", "sampled"):
+            raise SpecError(f"{source}: evaluation.representations: unknown {rep!r}; use mean and/or sampled")
+    spec = StudySpec(
+        name=str(raw["name"]), description=str(raw.get("description", "")), base=dict(base), sweep=raw["sweep"],
+        evaluation=EvaluationSpec(reps, {k: dict(v or {}) for k, v in metrics.items()}, int(ev.get("seed", 0)), bool(ev.get("seed_per_model", False))),
+    )
+    try:
+        spec.settings  # expand now, so a malformed sweep is reported with its path
+    except SpecError as err:
+        raise SpecError(f"{source}: {err}") from err
+    if spec.settings:
+        spec.run_config(0)  # validates the base and the first run's keys early
+    return spec
+
+
+def _check_metrics(metrics, source):
+    if not isinstance(metrics, Mapping):
+        raise SpecError(f"{source}: evaluation.metrics must map metric names to settings")
+    try:
+        from ..metrics import METRICS
+    except ImportError:  # pragma: no cover - metrics package always present in a full install
+        return
+    import dataclasses
+
+    for name, settings in metrics.items():
+        if name not in METRICS:
+            raise SpecError(f"{source}: evaluation.metrics: unknown metric {name!r}; known: {list(METRICS)}." + close_matches(str(name), list(METRICS)))
+        allowed = [f.name for f in dataclasses.fields(METRICS[name])]
+        for key in settings or {}:
+            if key not in allowed:
+                raise SpecError(f"{source}: evaluation.metrics.{name}: unknown setting {key!r}; known: {allowed}." + close_matches(str(key), allowed))

@@ -1,0 +1,6 @@
+"""Training: the single-model loop, checkpoints, representations of trained runs."""
+
+from .loop import DONE, TrainingDiverged, RunConfigMismatch, build, train
+from .represent import Representation, load_model, representation
+
+__all__ = ["DONE", "Representation", "RunConfigMismatch", "TrainingDiverged", "build", "load_model", "representation", "train"]

@@ -1,0 +1,73 @@
+"""Representation functions of a trained run: ``mean`` and ``sampled`` (seeded).
+
+A representation maps observations float32 ``[N, C, H, W]`` in [0, 1] to codes float32
+``[N, D]``: the encoder mean, or one draw ``mean + exp(logvar / 2) * eps`` from the
+encoder's Gaussian. Unlike the reference, whose sampled representation was unseeded, the
+sampled one here draws from its own seeded generator, so scores are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from ..config import from_dict
+from ..data.paths import DataFileError
+
+KINDS = ("mean", "sampled")
+
+
+def load_model(run_dir: str | Path):
+    """The trained model of a finished run (weights from ``model.safetensors``) and its config."""
+    from .loop import DONE, build
+
+    run_dir = Path(run_dir)
+    if not (run_dir / DONE).is_file():
+        raise DataFileError(f"{run_dir}: no finished training run here ({DONE} is missing); train it first or resume it")
+    config = from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+    _, model = build(config, data=_ShapeOnly(config))
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    model.eval()
+    return model, config
+
+
+class _ShapeOnly:
+    """Just enough of a data set to build the model: its observation shape, no files read."""
+
+    def __init__(self, config):
+        from .. import data
+
+        self.observation_shape = data.get(config.data.name, **config.data.options()).observation_shape
+
+
+class Representation:
+    """Callable ``obs [N, C, H, W] -> codes [N, D]``, encoding in batches without gradients."""
+
+    def __init__(self, model, kind: str = "mean", *, seed: int = 0, batch_size: int = 256):
+        if kind not in KINDS:
+            raise ValueError(f"representation must be one of {list(KINDS)}, got {kind!r}")
+        self.model, self.kind, self.batch_size = model, kind, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(observations, dtype=np.float32))
+        out = []
+        for start in range(0, x.shape[0], self.batch_size):
+            mean, logvar = self.model.encode(x[start : start + self.batch_size])
+            if self.kind == "sampled":
+                eps = torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype)
+                mean = mean + torch.exp(logvar / 2) * eps
+            out.append(mean)
+        if not out:
+            return np.zeros((0, self.model.encoder.num_latent if hasattr(self.model.encoder, "num_latent") else 0), np.float32)
+        return torch.cat(out).numpy()
+
+
+def representation(run_dir: str | Path, kind: str = "mean", *, seed: int = 0) -> Representation:
+    model, _ = load_model(run_dir)
+    return Representation(model, kind, seed=seed)
