@@ -8,6 +8,7 @@ import typer
 
 from . import data as data_cli
 from . import quickstart as quickstart_cli
+from . import study as study_cli
 from . import train as train_cli
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(study_cli.app, name="study")
 app.command("quickstart")(quickstart_cli.quickstart)
 app.command("train")(train_cli.train)
 app.command("list")(train_cli.list_)

@@ -233,7 +233,7 @@ class Layers:
 
     def __init__(self):
         self._views: dict[int, _View] = {}
-        self._layers = np.full((8, 4, 15, 4, SIZE, SIZE), np.nan, dtype=np.float32)
+        self._layers: np.ndarray | None = None  # [scale, shape, orientation, surface, H, W], allocated on first use
         self._done = np.zeros((8, 4, 15), dtype=bool)
         self._lock = threading.Lock()
 
@@ -277,8 +277,12 @@ class Layers:
         if not self._done[scale, shape, orientation]:
             layer = self._compute(scale, shape, orientation)
             with self._lock:
+                if self._layers is None:
+                    self._layers = np.zeros((8, 4, 15, 4, SIZE, SIZE), dtype=np.float32)
                 self._layers[scale, shape, orientation] = layer
                 self._done[scale, shape, orientation] = True
+                if self._done[:, :, orientation].all():  # the view's rays (~6 MB) are no longer needed
+                    self._views.pop(orientation, None)
         return self._layers[scale, shape, orientation]
 
     def ensure(self, keys: np.ndarray) -> None:

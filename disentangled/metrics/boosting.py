@@ -45,8 +45,14 @@ def fit_gbt(
     n_estimators: int = 100,
     learning_rate: float = 0.1,
     max_depth: int = 3,
+    random_state: int | np.random.Generator | None = 0,
 ) -> BoostedTreesResult:
-    """Fit a boosted-trees classifier on ``x_train`` ``[N, D]``, ``y_train`` ``[N]`` (>= 2 classes)."""
+    """Fit a boosted-trees classifier on ``x_train`` ``[N, D]``, ``y_train`` ``[N]`` (>= 2 classes).
+
+    ``random_state`` only breaks exact ties between features, uniformly at random, as
+    scikit-learn's random feature order does (duplicated codes share their importance).
+    """
+    tie_rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
     x = np.ascontiguousarray(x_train, dtype=np.float32)  # scikit-learn's trees work in float32
     classes, y = np.unique(np.asarray(y_train), return_inverse=True)
     y = y.reshape(-1)
@@ -77,7 +83,7 @@ def fit_gbt(
     for _ in range(n_estimators):
         prob = _probabilities(raw, binary=(k == 2))
         residual = target - prob  # the negative gradient of the half log-loss
-        leaf_of, nodes = grower.grow(residual)
+        leaf_of, nodes = grower.grow(residual, tie_rng)
         # Newton step per leaf: mean(residual) * scale / mean(p (1 - p))
         num_nodes = nodes.feature.shape[1]
         flat = leaf_of + (np.arange(trees) * num_nodes)[:, None]
@@ -172,12 +178,13 @@ class _TreeGrower:
         # sorted positions j after which a split is allowed at the root
         valid = self.sorted_x[:, 1:] > self.sorted_x[:, :-1] + FEATURE_THRESHOLD
         self.root_invalid = [np.flatnonzero(~valid[f]) for f in range(self.d)]
+        self.has_ties = [bool(r.size) for r in self.root_invalid]
         self.xt64 = x.T.astype(np.float64)  # [D, N]
         left = np.arange(1, self.n + 1, dtype=np.float64)
         self.root_left_cnt = left
         self.root_right_cnt = self.n - left
 
-    def grow(self, residual: np.ndarray):
+    def grow(self, residual: np.ndarray, tie_rng: np.random.Generator):
         t, n = residual.shape
         d = self.d
         m = 2 ** (self.max_depth + 1) - 1
@@ -208,9 +215,9 @@ class _TreeGrower:
             active = np.where((key < slots) & can_split[rows, slot_of], key, slots).astype(np.int8)
             counts = np.where(can_split, cnt, 0).astype(np.int64)
             counts = np.concatenate([counts, n - counts.sum(axis=1, keepdims=True)], axis=1)
-            best_gain = np.full((t, slots), -np.inf)
-            best_feat = np.full((t, slots), -1, dtype=np.int64)
-            best_pos = np.zeros((t, slots), dtype=np.int64)
+            gains = np.full((d, t, slots), -np.inf)
+            positions = np.zeros((d, t, slots), dtype=np.int64)
+            thresholds = np.zeros((d, t, slots))
             for lo in range(0, t, chunk):
                 sl = slice(lo, min(t, lo + chunk))
                 if not can_split[sl].any():
@@ -218,17 +225,20 @@ class _TreeGrower:
                 res_c = np.ascontiguousarray(residual[sl])
                 for f in range(d):
                     if slots == 1:
-                        gain, pos = self._root_split(f, res_c, tot[sl], can_split[sl, 0])
+                        gains[f, sl], positions[f, sl], thresholds[f, sl] = self._root_split(
+                            f, res_c, tot[sl], can_split[sl, 0]
+                        )
                     else:
-                        gain, pos = self._deep_split(f, res_c, active[sl], slots, cnt[sl], tot[sl], counts[sl])
-                    better = gain > best_gain[sl]
-                    best_gain[sl][better] = gain[better]
-                    best_feat[sl][better] = f
-                    best_pos[sl][better] = pos[better]
+                        gains[f, sl], positions[f, sl], thresholds[f, sl] = self._deep_split(
+                            f, res_c, active[sl], slots, cnt[sl], tot[sl], counts[sl]
+                        )
+            best_feat = _pick_feature(gains, tie_rng)
+            rows_t = np.arange(t)[:, None]
+            cols_s = np.arange(slots)[None, :]
+            best_thr = thresholds[np.maximum(best_feat, 0), rows_t, cols_s]
             splits = can_split & (best_feat >= 0)
             if not splits.any():
                 break
-            best_thr = self._thresholds(best_feat, best_pos, splits, node, first, slots, key)
             tt, ss = np.nonzero(splits)
             heap = first + ss
             feature[tt, heap] = best_feat[tt, ss]
@@ -244,27 +254,6 @@ class _TreeGrower:
             node = np.where(moving, child, node)
         root_split = feature[:, 0] >= 0
         return node, _Nodes(feature, threshold, importance, root_split)
-
-    def _thresholds(self, best_feat, best_pos, splits, node, first, slots, key):
-        """Thresholds halfway between the sorted neighbours at each chosen split position.
-
-        ``best_pos`` counts the node's samples in the feature's order; it is turned back into
-        a global sorted position by locating the node's (pos+1)-th sample.
-        """
-        t, n = node.shape
-        thr = np.zeros(best_feat.shape)
-        tt, ss = np.nonzero(splits)
-        for i in range(tt.size):
-            tr, sv, f = tt[i], ss[i], best_feat[tt[i], ss[i]]
-            member = key[tr, self.order[f]] == sv
-            xs = self.sorted_x[f][member]
-            p = best_pos[tr, sv]
-            x_lo, x_hi = float(xs[p]), float(xs[p + 1])
-            value = x_lo / 2.0 + x_hi / 2.0
-            if value == x_hi or not np.isfinite(value):
-                value = x_lo
-            thr[tr, sv] = value
-        return thr
 
     def _root_split(self, f, res, tot, can):
         """Best root split on feature ``f`` for a chunk of trees: ``(gain [c, 1], position [c, 1])``."""
@@ -282,55 +271,62 @@ class _TreeGrower:
         j = np.argmax(csum, axis=1)
         gain = csum[np.arange(csum.shape[0]), j]
         gain[~can] = -np.inf
-        return gain[:, None], j[:, None]
+        xs = self.sorted_x[f]
+        thr = _midpoint(xs[j], xs[np.minimum(j + 1, len(xs) - 1)])
+        return gain[:, None], j[:, None], thr[:, None]
 
     def _deep_split(self, f, res, active, slots, cnt, tot, counts):
         """Best split on feature ``f`` of every active node of a chunk of trees.
 
-        Returns ``(gain [c, slots], position within the node [c, slots])``.
+        ``active`` holds each sample's node slot (``slots`` for samples not being split),
+        ``counts`` the number of samples per slot ``[c, slots+1]``. Returns
+        ``(gain, position within the node, threshold)``, each ``[c, slots]``.
         """
         c, n = res.shape
         order = self.order[f]
-        key = active[:, order]
-        perm = np.argsort(key, axis=1, kind="stable")
+        perm = np.argsort(active[:, order], axis=1, kind="stable")  # by node, then by the feature
         rowoff = (np.arange(c) * n)[:, None]
         g = np.take(res, order[perm] + rowoff)
-        xsorted = self.sorted_x[f][perm]
-        starts = np.cumsum(counts, axis=1) - counts
+        starts = np.cumsum(counts, axis=1) - counts  # [c, slots+1]: where each node begins
         flat_counts = counts.ravel()
-        seg_start = np.repeat(starts.ravel(), flat_counts).reshape(c, n)
         csum = np.cumsum(g, axis=1)
-        # running sums restarted at every node: subtract the sum before the node's start
-        before = np.concatenate([np.zeros((c, 1)), csum[:, :-1]], axis=1)
-        base = np.take_along_axis(before, np.minimum(starts, n - 1), axis=1)  # [c, slots+1]
+        # running sums restarted at every node: subtract the running sum before its start
+        base = np.where(starts > 0, np.take_along_axis(csum, np.maximum(starts - 1, 0), axis=1), 0.0)
         ls = csum
         ls -= np.repeat(base.ravel(), flat_counts).reshape(c, n)
-        lc = np.arange(1, n + 1, dtype=np.float64) - seg_start
+        lc = np.arange(1, n + 1, dtype=np.float64) - np.repeat(starts.ravel(), flat_counts).reshape(c, n)
         tot_ext = np.concatenate([tot, np.zeros((c, 1))], axis=1)
         cnt_ext = np.concatenate([cnt, np.zeros((c, 1))], axis=1)
         rs = np.repeat(tot_ext.ravel(), flat_counts).reshape(c, n) - ls
         rc = np.repeat(cnt_ext.ravel(), flat_counts).reshape(c, n) - lc
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ls *= ls
             ls /= lc
             rs *= rs
             rs /= rc
         gain = ls
         gain += rs
-        invalid = rc <= 0
-        invalid[:, :-1] |= xsorted[:, 1:] <= xsorted[:, :-1] + FEATURE_THRESHOLD
-        invalid |= key_sorted_inactive(counts, slots, c, n)
-        gain[invalid] = -np.inf
-        # first maximum of every segment (scikit-learn keeps the first of equal gains)
         gflat = gain.ravel()
+        # the last sample of a node leaves nothing on the right
+        occupied = counts[:, :slots] > 0
+        ends = (starts + counts - 1 + rowoff)[:, :slots][occupied]
+        gflat[ends] = -np.inf
+        if self.has_ties[f]:  # values closer than FEATURE_THRESHOLD are not split apart
+            xsorted = self.sorted_x[f][perm]
+            tied = np.zeros((c, n), dtype=bool)
+            tied[:, :-1] = xsorted[:, 1:] <= xsorted[:, :-1] + FEATURE_THRESHOLD
+            gain[tied] = -np.inf
+        # first maximum of every node (scikit-learn keeps the first of equal gains)
         seg_starts = (starts + rowoff).ravel()
         nonempty = flat_counts > 0
         seg_max = np.full(c * (slots + 1), -np.inf)
-        seg_max[nonempty] = np.maximum.reduceat(gflat, seg_starts[nonempty])
+        with np.errstate(invalid="ignore"):
+            seg_max[nonempty] = np.maximum.reduceat(gflat, seg_starts[nonempty])
         seg_max = seg_max.reshape(c, slots + 1)
-        seg_max[:, slots] = np.inf  # the inactive tail never matches
+        seg_max[:, slots] = np.inf  # samples not being split never match
         best_gain = np.full((c, slots), -np.inf)
         best_pos = np.zeros((c, slots), dtype=np.int64)
+        thr = np.zeros((c, slots))
         tt, ss = np.nonzero(np.isfinite(seg_max[:, :slots]))
         if tt.size:
             per_pos = np.repeat(seg_max.ravel(), flat_counts)
@@ -339,13 +335,31 @@ class _TreeGrower:
             first = cand[np.searchsorted(cand, begin)]
             best_pos[tt, ss] = first - begin
             best_gain[tt, ss] = seg_max[tt, ss]
-        return best_gain, best_pos
+            xs = self.sorted_x[f]
+            flat_perm = perm.ravel()
+            thr[tt, ss] = _midpoint(xs[flat_perm[first]], xs[flat_perm[first + 1]])
+        return best_gain, best_pos, thr
 
 
-def key_sorted_inactive(counts, slots, c, n):
-    """Mask of the sorted positions that hold inactive samples (they sort last in each row)."""
-    n_active = counts[:, :slots].sum(axis=1)
-    return np.arange(n)[None, :] >= n_active[:, None]
+def _midpoint(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """scikit-learn's threshold: ``lo / 2 + hi / 2`` in float64, or ``lo`` if that rounds to ``hi``."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    thr = lo / 2.0 + hi / 2.0
+    return np.where((thr == hi) | ~np.isfinite(thr), lo, thr)
+
+
+def _pick_feature(gains: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Best feature per (tree, node) from gains ``[D, T, S]``; exact ties broken at random.
+
+    -1 where no feature has a valid split.
+    """
+    best = gains.max(axis=0)
+    tied = (gains == best[None]) & np.isfinite(best)[None]
+    if gains.shape[0] == 1 or not np.any(tied.sum(axis=0) > 1):
+        return np.where(np.isfinite(best), np.argmax(gains, axis=0), -1)
+    priority = np.where(tied, rng.random(gains.shape), -1.0)
+    return np.where(np.isfinite(best), np.argmax(priority, axis=0), -1)
 
 
 def _row_bincount(key: np.ndarray, size: int) -> np.ndarray:

@@ -68,7 +68,7 @@ def completeness(importance) -> float:
 
 
 def importance_matrix(
-    codes_train, factors_train, codes_test=None, factors_test=None, *, backend: str = "fast", n_jobs: int | None = None
+    codes_train, factors_train, codes_test=None, factors_test=None, *, backend: str = "fast", n_jobs: int | None = None, rng=None
 ):
     """``(R [D, K], train accuracies [K], test accuracies [K])`` from boosted trees per factor."""
     codes_train, factors_train = check_pair(codes_train, factors_train, "dci")
@@ -86,6 +86,7 @@ def importance_matrix(
         factors_test[:, keep],
         backend=backend,
         n_jobs=n_jobs,
+        rng=rng,
     )
     matrix = np.stack([f.importance for f in fits], axis=1)
     train = np.array([f.train_accuracy for f in fits])
@@ -93,9 +94,14 @@ def importance_matrix(
     return np.abs(matrix), train, test
 
 
-def dci(codes_train, factors_train, codes_test=None, factors_test=None, *, backend: str = "fast", n_jobs=None) -> dict:
-    """DCI scores; without test arrays the training arrays serve as both."""
-    matrix, train, test = importance_matrix(codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs)
+def dci(codes_train, factors_train, codes_test=None, factors_test=None, *, backend: str = "fast", n_jobs=None, rng=None) -> dict:
+    """DCI scores; without test arrays the training arrays serve as both.
+
+    ``rng`` breaks the boosted trees' exact ties between codes (default: fixed seeds).
+    """
+    matrix, train, test = importance_matrix(
+        codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng
+    )
     return {
         "disentanglement": disentanglement(matrix),
         "completeness": completeness(matrix),
@@ -124,11 +130,12 @@ class DCI:
         if self.backend not in BACKENDS:
             raise ValueError(f"dci: backend must be one of {list(BACKENDS)}, got {self.backend!r}")
 
-    def score(self, codes, factors, codes_test=None, factors_test=None) -> dict[str, float]:
-        return namespaced(self.name, dci(codes, factors, codes_test, factors_test, backend=self.backend, n_jobs=self.n_jobs))
+    def score(self, codes, factors, codes_test=None, factors_test=None, *, rng=None) -> dict[str, float]:
+        values = dci(codes, factors, codes_test, factors_test, backend=self.backend, n_jobs=self.n_jobs, rng=rng)
+        return namespaced(self.name, values)
 
     def evaluate(self, data, representation, *, rng, cache=None) -> dict[str, float]:
         cache = resolve_cache(data, representation, cache)
         train = sample_codes(data, representation, self.num_train, rng=rng, batch_size=self.batch_size, cache=cache)
         test = sample_codes(data, representation, self.num_test, rng=rng, batch_size=self.batch_size, cache=cache)
-        return self.score(*train, *test)
+        return self.score(*train, *test, rng=rng)

@@ -28,7 +28,7 @@ MIN_TRAIN_CV = 5  # LogisticRegressionCV's 5 folds need 5 training points
 
 
 def downstream_scores(
-    codes_train, factors_train, codes_test, factors_test, *, predictor: str, backend: str = "fast", n_jobs=None, prefix=""
+    codes_train, factors_train, codes_test, factors_test, *, predictor: str, backend: str = "fast", n_jobs=None, prefix="", rng=None
 ) -> dict:
     """Accuracies of per-factor classifiers trained on one sample and tested on another."""
     metric = "downstream_" + ("logistic_regression" if predictor == "logistic_regression_cv" else "boosted_trees")
@@ -38,7 +38,7 @@ def downstream_scores(
         raise ValueError(
             f"{metric}: 5-fold cross-validation needs at least {MIN_TRAIN_CV} training points, got {codes_train.shape[0]}"
         )
-    fits = fit_factors(predictor, codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs)
+    fits = fit_factors(predictor, codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng)
     train = [f.train_accuracy for f in fits]
     test = [f.test_accuracy for f in fits]
     out = {
@@ -129,6 +129,8 @@ def _evaluate(metric, data, representation, rng, cache, backend) -> dict[str, fl
     for size in metric.num_train:
         train = sample_codes(data, representation, size, rng=rng, batch_size=metric.batch_size, cache=cache)
         test = sample_codes(data, representation, metric.num_test, rng=rng, batch_size=metric.batch_size, cache=cache)
+        # the trees' tie-breaking uses fixed seeds: drawing them from ``rng`` here would change
+        # the samples of the next training size
         values = downstream_scores(*train, *test, predictor=metric.predictor, backend=backend, n_jobs=metric.n_jobs, prefix=f"{size}.")
         out.update(namespaced(metric.name, values))
     return out

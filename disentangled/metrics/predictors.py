@@ -47,8 +47,13 @@ def fit_factors(
     *,
     backend: str = "fast",
     n_jobs: int | None = None,
+    rng=None,
 ) -> list[FactorFit]:
-    """Fit one classifier per factor column of ``y_train`` ``[N, K]``; score on train and test."""
+    """Fit one classifier per factor column of ``y_train`` ``[N, K]``; score on train and test.
+
+    ``rng`` seeds the boosted trees' tie-breaking (one seed drawn per factor; default: fixed
+    seeds), so results are deterministic given it.
+    """
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor must be one of {list(PREDICTORS)}, got {predictor!r}")
     if backend not in BACKENDS:
@@ -58,7 +63,13 @@ def fit_factors(
         classes = sum(len(np.unique(y_train[:, j])) for j in range(k))
         n_jobs = default_jobs(x_train.shape[0] * classes)
     n_jobs = max(1, min(int(n_jobs), k))
-    tasks = [(predictor, backend, x_train, y_train[:, j], x_test, y_test[:, j]) for j in range(k)]
+    if rng is None:
+        seeds = list(range(k))
+    else:
+        from .utils import seed_from
+
+        seeds = [seed_from(rng) for _ in range(k)]
+    tasks = [(predictor, backend, x_train, y_train[:, j], x_test, y_test[:, j], seeds[j]) for j in range(k)]
     if n_jobs == 1:
         return [_fit_one(*task) for task in tasks]
     from joblib import Parallel, delayed
@@ -72,14 +83,14 @@ def fit_factors(
     return out  # type: ignore[return-value]
 
 
-def _fit_one(predictor, backend, x_train, y_train, x_test, y_test) -> FactorFit:
+def _fit_one(predictor, backend, x_train, y_train, x_test, y_test, seed) -> FactorFit:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _fit_one_inner(predictor, backend, x_train, y_train, x_test, y_test)
+        return _fit_one_inner(predictor, backend, x_train, y_train, x_test, y_test, seed)
 
 
-def _fit_one_inner(predictor, backend, x_train, y_train, x_test, y_test) -> FactorFit:
+def _fit_one_inner(predictor, backend, x_train, y_train, x_test, y_test, seed) -> FactorFit:
     d = x_train.shape[1]
     values = np.unique(y_train)
     if values.size < 2:
@@ -89,12 +100,12 @@ def _fit_one_inner(predictor, backend, x_train, y_train, x_test, y_test) -> Fact
     elif predictor == "gradient_boosting" and backend == "fast":
         from .boosting import fit_gbt
 
-        res = fit_gbt(x_train, y_train, x_test)
+        res = fit_gbt(x_train, y_train, x_test, random_state=seed)
         pred_train, pred_test, importance = res.predict_train, res.predict_test, res.importances
     elif predictor == "gradient_boosting":
         from sklearn.ensemble import GradientBoostingClassifier
 
-        model = GradientBoostingClassifier().fit(x_train, y_train)
+        model = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
         pred_train, pred_test = model.predict(x_train), model.predict(x_test)
         importance = np.abs(model.feature_importances_)
     else:

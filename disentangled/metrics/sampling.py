@@ -12,8 +12,9 @@ Encoding is where the time goes (the BetaVAE score alone looks at 1.92 million i
   and has no nuisance factor with more than one value) and the representation is
   deterministic (the ``mean`` representation), each distinct factor combination is
   rendered and encoded once, in large batches, and later requests are served from a table
-  indexed by the combination's flat index (``data.latent_space.index``). The random draws
-  are still made, so the stream of factors is unchanged.
+  indexed by the combination's flat index (``data.latent_space.index``). Rendering such a
+  data set draws nothing from the rng (a nuisance factor with one value draws nothing), so
+  skipping it leaves the stream of factors unchanged.
 * Otherwise observations are rendered batch by batch in the reference's order and encoded
   in large batches.
 
@@ -162,18 +163,18 @@ class Encoder:
             if cache.data is not data or cache.representation is not representation:
                 raise ValueError("an EncodingCache serves one data set and one representation")
         self.cache = cache if isinstance(cache, EncodingCache) else None
-        self._keys: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []  # factor batches, when served from the cache
         self._pending: list[np.ndarray] = []
         self._pending_count = 0
         self._done: list[np.ndarray] = []
         self.num_requested = 0
 
     def add(self, factors: np.ndarray, rng: Rng) -> None:
-        check_rng(rng)
         self.num_requested += int(len(factors))
         if self.cache is not None:
-            self.data.complete_factors(factors, rng=rng)  # the nuisance draws, as rendering makes them
-            self._keys.append(self.data.latent_space.index(factors))
+            # rendering would draw nothing: the data set is deterministic and its nuisance
+            # factors have one value each (numpy draws nothing for a range of one value)
+            self._keys.append(factors)
             return
         obs = self.data.observations_from_factors(factors, rng=rng)
         self._pending.append(obs)
@@ -196,8 +197,11 @@ class Encoder:
     def codes(self) -> np.ndarray:
         """Codes ``[num_requested, D]`` of every observation added, in order."""
         if self.cache is not None:
-            keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.int64)
-            return self.cache.lookup(keys)
+            if not self._keys:
+                return self.cache.lookup(np.zeros(0, np.int64))
+            factors = np.concatenate(self._keys) if len(self._keys) > 1 else self._keys[0]
+            self._keys = [factors]
+            return self.cache.lookup(self.data.latent_space.index(factors))
         self._flush()
         if not self._done:
             return np.zeros((0, 0), dtype=np.float32)

@@ -60,17 +60,15 @@ def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | 
 
 def evaluate_run(run: Path, spec: StudySpec, model_num: int) -> None:
     """Every (representation, metric) of the spec not yet done for this run."""
-    from ..evaluate import evaluate_run_dir
+    from ..evaluate import evaluate_run as evaluate_run_dir
 
     ev = spec.evaluation
     for representation in ev.representations:
-        for metric in sorted(ev.metrics):
-            if metric_path(run, representation, metric).is_file():
-                continue
+        todo = [m for m in sorted(ev.metrics) if not metric_path(run, representation, m).is_file()]
+        if todo:
             evaluate_run_dir(
-                run, representation=representation, metrics=[metric],
-                settings={metric: dict(ev.metrics[metric])},
-                seed=ev.metric_seed(model_num, representation, metric),
+                run, representation=representation, metrics=todo, seed_per_model=ev.seed_per_model,
+                settings={m: dict(ev.metrics[m]) for m in todo}, n_jobs=1,
             )
 
 

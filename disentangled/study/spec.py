@@ -8,8 +8,7 @@
     sweep: {product: [{sweep: {objective.beta: [1, 16]}}, {sweep: {seed: [0, 1]}}]}
     evaluation:
       representations: [mean, sampled]
-      seed: 0                # one seed for every model: all are scored on the same samples
-      seed_per_model: false  # true: the evaluation seed is derived from seed and model_num
+      seed_per_model: false  # default: the same seeds for every model (the study's convention)
       metrics: {mig: {}, dci: {num_train: 1000, num_test: 500}}
 
 ``SPEC`` on the command line is a preset name (``disentangled/presets/*.yaml``) or a path.
@@ -32,7 +31,7 @@ from .sweep import SpecError, expand, nest
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 SPEC_KEYS = ("name", "description", "base", "sweep", "evaluation")
-EVAL_KEYS = ("representations", "metrics", "seed", "seed_per_model")
+EVAL_KEYS = ("representations", "metrics", "seed_per_model")
 
 
 def presets() -> list[str]:
@@ -41,20 +40,16 @@ def presets() -> list[str]:
 
 @dataclass(frozen=True)
 class EvaluationSpec:
+    """Representations x metrics (with settings overriding the study's defaults).
+
+    Seeds follow the study's convention by default: every model is evaluated with the same
+    seeds (one per representation and metric), so all models are scored on the same sampled
+    data; ``seed_per_model`` also mixes in each model's seed.
+    """
+
     representations: tuple[str, ...] = ("mean", "sampled")
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    seed: int = 0
     seed_per_model: bool = False
-
-    def metric_seed(self, model_num: int, representation: str, metric: str) -> int:
-        """The study convention (default): the same seed for every model, one per
-        (representation, metric), so all models are scored on the same sampled data."""
-        import numpy as np
-
-        key = [self.seed, self.representations.index(representation), sorted(self.metrics).index(metric)]
-        if self.seed_per_model:
-            key.append(model_num)
-        return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -99,7 +94,7 @@ class StudySpec:
         return {
             "name": self.name, "description": self.description, "base": dict(self.base), "sweep": self.sweep,
             "evaluation": {"representations": list(ev.representations), "metrics": {k: dict(v) for k, v in ev.metrics.items()},
-                           "seed": ev.seed, "seed_per_model": ev.seed_per_model},
+                           "seed_per_model": ev.seed_per_model},
         }
 
     @property
@@ -152,7 +147,7 @@ def from_mapping(raw: Any, source: str = "spec") -> StudySpec:
             raise SpecError(f"{source}: evaluation.representations: unknown {rep!r}; use mean and/or sampled")
     spec = StudySpec(
         name=str(raw["name"]), description=str(raw.get("description", "")), base=dict(base), sweep=raw["sweep"],
-        evaluation=EvaluationSpec(reps, {k: dict(v or {}) for k, v in metrics.items()}, int(ev.get("seed", 0)), bool(ev.get("seed_per_model", False))),
+        evaluation=EvaluationSpec(reps, {k: dict(v or {}) for k, v in metrics.items()}, bool(ev.get("seed_per_model", False))),
     )
     try:
         spec.settings  # expand now, so a malformed sweep is reported with its path

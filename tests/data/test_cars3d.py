@@ -29,7 +29,7 @@ def write_cars(folder, objects=(0, 1, 2), names=None, with_list=True):
 def test_mat_round_trip_in_the_official_layout(tmp_path):
     import scipy.io
 
-    im = np.random.default_rng(0).integers(0, 256, size=(128, 128, 3, 24, 4), dtype=np.uint8)
+    im = (np.arange(128 * 128 * 3 * 24 * 4) * 7 % 251).astype(np.uint8).reshape(128, 128, 3, 24, 4)
     path = cars3d.write_car(tmp_path / "car_001_mesh.mat", im)
     assert path.read_bytes()[:10] == b"MATLAB 5.0"
     raw = scipy.io.loadmat(path)
@@ -150,3 +150,11 @@ def test_missing_files_say_where_and_how(isolated_data_dir):
         data.sample(1, rng=np.random.default_rng(0))
     assert str(isolated_data_dir / "cars" / "list.txt") in str(err.value)
     assert "disentangled data download cars3d" in str(err.value)
+
+
+def test_prepare_command_builds_the_cache(isolated_data_dir):
+    from disentangled.data.prepare import prepare
+
+    write_cars(isolated_data_dir / "cars")
+    _, message = prepare("cars3d", strict=False, progress=False)
+    assert message.startswith("cars3d: official files checked (18 images), resized and cached at")

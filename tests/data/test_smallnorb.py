@@ -226,3 +226,13 @@ def test_missing_files_say_where_and_how(isolated_data_dir):
     assert str(isolated_data_dir / "small_norb" / "smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat") in text
     assert "smallnorb-5x01235x9x18x6x2x96x96-testing-info.mat.gz" in text
     assert "disentangled data download smallnorb" in text
+
+
+def test_prepare_command_builds_the_cache(isolated_data_dir):
+    from disentangled.data.prepare import prepare
+
+    write_reduced(isolated_data_dir, gzipped=True)
+    _, message = prepare("smallnorb", strict=False, progress=False)
+    assert message.startswith("smallnorb: official files checked (96 images), resized and cached at")
+    _, message = prepare("smallnorb", strict=False, progress=False)
+    assert "resized cache already at" in message

@@ -1,0 +1,352 @@
+"""Speed of the metric suite: this package against disentanglement_lib, same inputs, same values.
+
+The reference is imported from a throwaway environment given on the command line (it is
+never a dependency of this project), for example one made with::
+
+    python3 -m venv /tmp/refenv
+    /tmp/refenv/bin/pip install disentanglement-lib==1.5 --no-deps
+    python benchmarks/metrics.py --reference /tmp/refenv/lib/python3.11/site-packages
+
+Only its pure-numpy metric modules are imported; ``gin`` and ``absl.logging`` are replaced by
+small stand-ins when they are missing, and its gin-bound settings (discretiser, predictor,
+FactorVAE's pruning threshold) are set to the study's values. Both sides draw from the same
+data set with ``numpy.random.RandomState(seed)`` (the study's seed for the metric) and encode
+with the same representation function, so both see the same samples; the table reports the
+largest difference between the two sides' scores next to the times.
+
+Our suite runs as ``disentangled evaluate`` runs it: one encoding cache shared by all the
+metrics, per-factor classifiers in parallel. Thread pools are limited to one thread on both
+sides by default (``--threads``) so that the comparison is of algorithms, not of BLAS
+oversubscription.
+
+Usage::
+
+    python benchmarks/metrics.py --reference PATH [--sizes study|small] [--representation linear|conv]
+        [--dataset synthetic|dsprites_full] [--metric NAME ...] [--skip-reference] [--output results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+SIZES = {
+    "study": {},
+    "small": {
+        "beta_vae": dict(num_train=1000, num_eval=500),
+        "factor_vae": dict(num_train=1000, num_eval=500, num_variance_estimate=1000),
+        "mig": dict(num_train=2000),
+        "dci": dict(num_train=2000, num_test=1000),
+        "sap": dict(num_train=2000, num_test=1000),
+        "modularity_explicitness": dict(num_train=2000, num_test=1000),
+        "unsupervised": dict(num_train=2000),
+        "downstream_logistic_regression": dict(num_train=(10, 100, 1000), num_test=1000),
+        "downstream_boosted_trees": dict(num_train=(10, 100, 1000), num_test=1000),
+        "irs": dict(num_train=2000),
+    },
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reference", type=Path, help="site-packages folder holding disentanglement_lib (a throwaway env)")
+    p.add_argument("--skip-reference", action="store_true", help="time this package only")
+    p.add_argument("--sizes", choices=sorted(SIZES), default="study")
+    p.add_argument("--representation", choices=["linear", "conv"], default="linear")
+    p.add_argument("--dataset", default="synthetic", help="synthetic (dSprites' factor sizes, rendered here) or a registered data set")
+    p.add_argument("--source", default="procedural")
+    p.add_argument("--metric", action="append", help="metric to run (repeatable; default: the study's nine)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads on both sides")
+    p.add_argument("--jobs", type=int, default=None, help="our worker processes for per-factor fits")
+    p.add_argument("--output", type=Path, help="write the measurements as JSON")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------
+# inputs shared by both sides
+
+
+def make_dataset(name: str, source: str):
+    import numpy as np
+
+    from disentangled.data.base import FactorSpace, GroundTruthData
+
+    if name != "synthetic":
+        from disentangled import data
+
+        return data.get(name, source=source)
+
+    class SyntheticSprites(GroundTruthData):
+        """dSprites' factor sizes (3, 6, 40, 32, 32); a 64x64 image drawn from the factors.
+
+        A filled square (shape 0), disc (1) or cross (2) of the given scale, with a bar at the
+        given orientation, centred at (posX, posY). Deterministic, rendered vectorised.
+        """
+
+        name = "synthetic_sprites"
+        deterministic = True
+
+        def __init__(self):
+            self.space = FactorSpace(("shape", "scale", "orientation", "posX", "posY"), (3, 6, 40, 32, 32))
+            self.latent = (0, 1, 2, 3, 4)
+            self.observation_shape = (1, 64, 64)
+            self._grid = np.mgrid[0:64, 0:64].astype(np.float32)
+
+        def _render(self, full, *, rng):
+            yy, xx = self._grid
+            f = full.astype(np.float32)
+            cx = (8 + f[:, 3] * 48 / 31)[:, None, None]
+            cy = (8 + f[:, 4] * 48 / 31)[:, None, None]
+            r = (3 + f[:, 1] * 1.2)[:, None, None]
+            dx, dy = xx[None] - cx, yy[None] - cy
+            square = (np.abs(dx) <= r) & (np.abs(dy) <= r)
+            disc = dx * dx + dy * dy <= r * r
+            cross = ((np.abs(dx) <= r / 3) & (np.abs(dy) <= r)) | ((np.abs(dy) <= r / 3) & (np.abs(dx) <= r))
+            shape = f[:, 0][:, None, None]
+            body = np.where(shape == 0, square, np.where(shape == 1, disc, cross))
+            angle = (f[:, 2] * 2 * np.pi / 40)[:, None, None]
+            along = dx * np.cos(angle) + dy * np.sin(angle)
+            across = -dx * np.sin(angle) + dy * np.cos(angle)
+            bar = (np.abs(across) <= 1.0) & (along >= 0) & (along <= r + 3)
+            return (body | bar).astype(np.float32)[:, None]
+
+    return SyntheticSprites()
+
+
+def make_representation(kind: str, channels: int):
+    import numpy as np
+    import torch
+
+    if kind == "linear":
+        w = np.random.RandomState(0).normal(size=(channels * 64, 10)).astype(np.float32)
+
+        def linear(observations):
+            x = np.asarray(observations, dtype=np.float32)
+            pooled = x.reshape(len(x), channels, 8, 8, 8, 8).mean(axis=(3, 5)).reshape(len(x), -1)
+            return np.tanh(pooled @ w / 2.0).astype(np.float32)
+
+        linear.deterministic = True
+        return linear
+
+    from disentangled.models.architectures import ConvEncoder
+
+    torch.manual_seed(0)
+    encoder = ConvEncoder(channels, 10).eval()
+
+    def conv(observations):
+        with torch.no_grad():
+            mean, _ = encoder(torch.as_tensor(np.asarray(observations, dtype=np.float32)))
+        return mean.numpy()
+
+    conv.deterministic = True
+    return conv
+
+
+# ---------------------------------------------------------------------------------------
+# the reference
+
+
+def import_reference(path: Path):
+    """disentanglement_lib's metric modules, with stand-ins for gin and absl if missing."""
+    sys.path.insert(0, str(path))
+    try:
+        import gin.tf  # noqa: F401
+    except Exception:
+        gin = types.ModuleType("gin")
+        gin.REQUIRED = object()
+
+        def configurable(*args, **kwargs):
+            if args and callable(args[0]):
+                return args[0]
+            return lambda fn: fn
+
+        gin.configurable = configurable
+        gin_tf = types.ModuleType("gin.tf")
+        gin_tf.__dict__.update(gin.__dict__)
+        gin.tf = gin_tf
+        sys.modules["gin"], sys.modules["gin.tf"] = gin, gin_tf
+    try:
+        import absl.logging  # noqa: F401
+    except Exception:
+        absl = types.ModuleType("absl")
+        logging = types.ModuleType("absl.logging")
+        logging.info = logging.warning = lambda *a, **k: None
+        absl.logging = logging
+        sys.modules["absl"], sys.modules["absl.logging"] = absl, logging
+    from disentanglement_lib.evaluation.metrics import (
+        beta_vae,
+        dci,
+        downstream_task,
+        factor_vae,
+        irs,
+        mig,
+        modularity_explicitness,
+        sap_score,
+        unsupervised_metrics,
+        utils,
+    )
+
+    utils.make_discretizer = lambda target: utils._histogram_discretize(target, 20)
+    factor_vae._prune_dims.__defaults__ = (0.05,)
+    return types.SimpleNamespace(
+        beta_vae=beta_vae,
+        dci=dci,
+        downstream_task=downstream_task,
+        factor_vae=factor_vae,
+        irs=irs,
+        mig=mig,
+        modularity_explicitness=modularity_explicitness,
+        sap_score=sap_score,
+        unsupervised_metrics=unsupervised_metrics,
+        utils=utils,
+    )
+
+
+class DlibData:
+    """The reference's data set interface over one of ours (same draws from the same rng)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.num_factors = data.num_factors
+        self.factors_num_values = list(data.factor_sizes)
+        self.observation_shape = list(data.observation_shape)
+
+    def sample_factors(self, num, random_state):
+        return self.data.sample_factors(num, rng=random_state)
+
+    def sample_observations_from_factors(self, factors, random_state):
+        return self.data.observations_from_factors(factors, rng=random_state)
+
+    def sample(self, num, random_state):
+        factors = self.sample_factors(num, random_state)
+        return factors, self.sample_observations_from_factors(factors, random_state)
+
+    def sample_observations(self, num, random_state):
+        return self.sample(num, random_state)[1]
+
+
+def run_reference(ref, name: str, settings: dict, data, rep, seed: int) -> dict:
+    import numpy as np
+
+    from disentangled import metrics as M
+
+    s = {**{f: getattr(M.get(name), f) for f in M.get(name).__dataclass_fields__}, **settings}
+    rs = np.random.RandomState(seed)
+    d = DlibData(data)
+    if name == "beta_vae":
+        out = ref.beta_vae.compute_beta_vae_sklearn(d, rep, rs, None, s["batch_size"], s["num_train"], s["num_eval"])
+    elif name == "factor_vae":
+        out = ref.factor_vae.compute_factor_vae(
+            d, rep, rs, None, s["batch_size"], s["num_train"], s["num_eval"], s["num_variance_estimate"]
+        )
+    elif name == "mig":
+        out = ref.mig.compute_mig(d, rep, rs, None, s["num_train"], s["batch_size"])
+    elif name == "dci":
+        out = ref.dci.compute_dci(d, rep, rs, None, s["num_train"], s["num_test"], s["batch_size"])
+    elif name == "sap":
+        out = ref.sap_score.compute_sap(d, rep, rs, None, s["num_train"], s["num_test"], s["batch_size"], False)
+    elif name == "modularity_explicitness":
+        out = ref.modularity_explicitness.compute_modularity_explicitness(
+            d, rep, rs, None, s["num_train"], s["num_test"], s["batch_size"]
+        )
+    elif name == "unsupervised":
+        out = ref.unsupervised_metrics.unsupervised_metrics(d, rep, rs, None, s["num_train"], s["batch_size"])
+    elif name == "irs":
+        out = ref.irs.compute_irs(d, rep, rs, None, s["diff_quantile"], s["num_train"], s["batch_size"])
+    elif name.startswith("downstream_"):
+        utils = ref.utils
+        predictor = utils.logistic_regression_cv if name.endswith("logistic_regression") else utils.gradient_boosting_classifier
+        utils.make_predictor_fn = lambda: predictor
+        out = ref.downstream_task.compute_downstream_task(d, rep, rs, None, list(s["num_train"]), s["num_test"], s["batch_size"])
+    else:
+        raise ValueError(name)
+    return {k: float(np.real(v)) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+
+    from disentangled import evaluate as ev
+    from disentangled import metrics as M
+
+    names = args.metric or list(M.STUDY_METRICS)
+    settings = {n: SIZES[args.sizes].get(n, {}) for n in names}
+    data = make_dataset(args.dataset, args.source)
+    rep = make_representation(args.representation, data.observation_shape[0])
+
+    ours: dict[str, dict] = {}
+    order_times: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def record(name, rec):
+        ours[name] = rec
+        order_times[name] = rec["elapsed_s"]
+        print(f"ours {name}: {rec['elapsed_s']:.1f} s", file=sys.stderr, flush=True)
+
+    ev.evaluate_representation(data, rep, metrics=names, settings=settings, n_jobs=args.jobs, on_result=record)
+    ours_total = time.perf_counter() - start
+
+    reference: dict[str, tuple[float, dict]] = {}
+    if not args.skip_reference:
+        if args.reference is None:
+            raise SystemExit("--reference PATH is needed (or --skip-reference)")
+        ref = import_reference(args.reference)
+        for name in names:
+            t0 = time.perf_counter()
+            values = run_reference(ref, name, settings[name], data, rep, ev.study_seed("mean", name))
+            reference[name] = (time.perf_counter() - t0, values)
+            print(f"reference {name}: {reference[name][0]:.1f} s", file=sys.stderr, flush=True)
+
+    rows = []
+    for name in names:
+        our_scores = ev.to_dlib_keys(ours[name]["scores"])
+        row = {"metric": name, "ours_s": order_times[name]}
+        if name in reference:
+            ref_s, ref_values = reference[name]
+            prefix = ev.DLIB_METRIC_NAMES[name] + "."
+            diffs = []
+            for key, value in ref_values.items():
+                ours_key = prefix + key
+                if ours_key in our_scores and key != "num_active_dims":
+                    diffs.append(abs(our_scores[ours_key] - value))
+            row.update(reference_s=ref_s, speedup=ref_s / max(order_times[name], 1e-9), max_abs_diff=max(diffs) if diffs else float("nan"))
+        rows.append(row)
+
+    print(f"\n{args.sizes} sizes, {args.dataset} data, {args.representation} representation, {args.threads} thread(s)\n")
+    print("| metric | reference (s) | ours (s) | speed-up | max abs diff |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        if "reference_s" in row:
+            print(f"| {row['metric']} | {row['reference_s']:.1f} | {row['ours_s']:.1f} | {row['speedup']:.1f}x | {row['max_abs_diff']:.2g} |")
+        else:
+            print(f"| {row['metric']} | - | {row['ours_s']:.1f} | - | - |")
+    if reference:
+        ref_total = sum(v[0] for v in reference.values())
+        print(f"| **suite** | {ref_total:.1f} | {ours_total:.1f} | {ref_total / ours_total:.1f}x | |")
+    else:
+        print(f"| **suite** | - | {ours_total:.1f} | - | |")
+    if args.output:
+        args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                           "ours_total_s": ours_total,
+                                           "reference": {k: v[1] for k, v in reference.items()},
+                                           "ours": {k: v["scores"] for k, v in ours.items()}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

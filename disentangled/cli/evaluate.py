@@ -1,0 +1,87 @@
+"""``disentangled evaluate``: score a trained run, saved codes, or a TorchScript encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import DataDirOption, SourceOption, dataset_options
+
+
+def evaluate(
+    run_dir: Optional[Path] = typer.Argument(None, help="A finished training run directory."),
+    representation: str = typer.Option("mean", "--representation", help="mean or sampled (with RUN_DIR)."),
+    metric: Optional[List[str]] = typer.Option(
+        None, "--metric", help="A metric to compute (repeatable); default: the study's nine (for --codes: the array-level ones)."
+    ),
+    codes: Optional[Path] = typer.Option(
+        None, "--codes", help="An .npz with 'codes' [N, D], 'factors' [N, K] and optionally 'codes_test', 'factors_test'."
+    ),
+    fmt: str = typer.Option("project", "--format", help="Keys of the printed scores: project or dlib (the reference's)."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="A TorchScript encoder (output: codes, or (mean, logvar))."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Data set for --encoder."),
+    source: Optional[str] = SourceOption,
+    data_dir: Optional[Path] = DataDirOption,
+    seed_per_model: bool = typer.Option(
+        False, "--seed-per-model", help="Seed the evaluation from the run's seed (default: the study's seeds, the same for every model)."
+    ),
+    seed: Optional[int] = typer.Option(None, "--seed", help="With --encoder: derive the seeds from this number instead of the study's."),
+    force: bool = typer.Option(False, "--force", help="Recompute metrics that are already done."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes for the per-factor classifiers (default: all cores for large fits)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the printed JSON to this file."),
+) -> None:
+    """Score representations with the study's metrics.
+
+    RUN_DIR: writes RUN_DIR/metrics/<representation>/<metric>.json, skipping metrics already
+    done. --codes: scores saved arrays and prints JSON. --encoder with --dataset: scores a
+    TorchScript encoder on a data set and prints JSON.
+    """
+    from .. import evaluate as ev
+    from ..io import write_json_atomic
+
+    given = [x is not None for x in (run_dir, codes, encoder)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of RUN_DIR, --codes FILE.npz, or --encoder FILE.pt (with --dataset)")
+    if fmt not in ("project", "dlib"):
+        raise ValueError(f"--format must be 'project' or 'dlib', got {fmt!r}")
+    if encoder is None and dataset is not None:
+        raise ValueError("--dataset goes with --encoder")
+
+    def echo(line: str) -> None:
+        typer.echo(line, err=True)
+
+    if codes is not None:
+        arrays = ev.load_codes(codes)
+        result: dict = ev.score_codes(*arrays, metrics=metric, fmt=fmt, n_jobs=jobs)
+    elif encoder is not None:
+        if dataset is None:
+            raise ValueError("--encoder needs --dataset NAME (see `disentangled data list`)")
+        records = ev.evaluate_encoder(
+            encoder, dataset, dataset_options=dataset_options(source, data_dir), metrics=metric, seed=seed, n_jobs=jobs, echo=echo
+        )
+        result = _flatten(records, fmt, ev)
+    else:
+        records = ev.evaluate_run(
+            run_dir,
+            representation=representation,
+            metrics=metric,
+            seed_per_model=seed_per_model,
+            force=force,
+            n_jobs=jobs,
+            echo=echo,
+        )
+        result = _flatten(records, fmt, ev)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    typer.echo(text)
+    if output is not None:
+        write_json_atomic(output, result)
+
+
+def _flatten(records: dict, fmt: str, ev) -> dict:
+    scores: dict = {}
+    for record in records.values():
+        scores.update(record["scores"])
+    return ev.to_dlib_keys(scores) if fmt == "dlib" else scores

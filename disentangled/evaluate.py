@@ -1,0 +1,387 @@
+"""Evaluate anything: a trained run, saved codes, or a TorchScript encoder.
+
+* :func:`evaluate_run` scores a finished training run's representation (``mean`` or
+  ``sampled``) with the study's metrics and writes one JSON per metric into
+  ``RUN_DIR/metrics/<representation>/<metric>.json`` (scores, settings, seed, timing);
+  metrics already there are skipped, so it can be re-run after a crash.
+* :func:`score_codes` scores saved codes and factors with the metrics that need only arrays.
+* :func:`evaluate_encoder` scores a TorchScript encoder on a data set with any metric.
+
+Seeds. By default every model is evaluated on the same sampled data, as in the study:
+disentanglement_lib's ``dlib_reproduce`` draws one seed per (representation, metric
+configuration) from ``RandomState(0)``, identically for every model, and so do we
+(:data:`STUDY_SEEDS`, with ``numpy.random.RandomState`` as the generator, which makes the
+drawn factors the reference's). Differences between models are then not confounded with
+differences between evaluation samples. ``seed_per_model=True`` derives the seed from the
+run's own seed instead, for studies of the metrics' sampling variance.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from . import metrics as M
+from .io import write_json_atomic
+
+REPRESENTATIONS = ("mean", "sampled")
+
+# dlib_reproduce: RandomState(0) draws the postprocessing seeds (mean, sampled), then one seed
+# per (representation, metric config) with the configs sorted by file name. IRS is not in the
+# study; its seeds are the next two draws of the same stream.
+POSTPROCESS_SEEDS = {"mean": 2357136044, "sampled": 2546248239}
+STUDY_SEEDS = {
+    ("mean", "beta_vae"): 3071714933,
+    ("mean", "dci"): 3626093760,
+    ("mean", "downstream_boosted_trees"): 2588848963,
+    ("mean", "downstream_logistic_regression"): 3684848379,
+    ("mean", "factor_vae"): 2340255427,
+    ("mean", "mig"): 3638918503,
+    ("mean", "modularity_explicitness"): 1819583497,
+    ("mean", "sap"): 2678185683,
+    ("mean", "unsupervised"): 2774094101,
+    ("sampled", "beta_vae"): 1650906866,
+    ("sampled", "dci"): 1879422756,
+    ("sampled", "downstream_boosted_trees"): 1277901399,
+    ("sampled", "downstream_logistic_regression"): 3830135878,
+    ("sampled", "factor_vae"): 243580376,
+    ("sampled", "mig"): 4138900056,
+    ("sampled", "modularity_explicitness"): 1171049868,
+    ("sampled", "sap"): 1646868794,
+    ("sampled", "unsupervised"): 2051556033,
+    ("mean", "irs"): 3400433126,
+    ("sampled", "irs"): 3488238119,
+}
+
+# the reference's metric configuration names and result keys
+DLIB_METRIC_NAMES = {
+    "beta_vae": "beta_vae_sklearn",
+    "factor_vae": "factor_vae_metric",
+    "mig": "mig",
+    "dci": "dci",
+    "sap": "sap_score",
+    "modularity_explicitness": "modularity_explicitness",
+    "unsupervised": "unsupervised",
+    "downstream_logistic_regression": "downstream_task_logistic_regression",
+    "downstream_boosted_trees": "downstream_task_boosted_trees",
+    "irs": "irs",
+}
+DLIB_KEY_NAMES = {"sap.sap_score": "SAP_score", "irs.irs": "IRS"}
+
+# what ``score_codes`` computes by default: the study's array-level metrics
+CODES_METRICS = ("mig", "dci", "sap", "modularity_explicitness", "unsupervised")
+
+
+def study_seed(representation: str, metric: str) -> int:
+    """The seed the study uses for ``metric`` on ``representation``, the same for every model."""
+    key = (representation, metric)
+    if key not in STUDY_SEEDS:
+        raise ValueError(f"no study seed for metric {metric!r} on representation {representation!r}")
+    return STUDY_SEEDS[key]
+
+
+def metric_seed(representation: str, metric: str, *, model_seed: int | None = None, seed_per_model: bool = False) -> int:
+    """The evaluation seed: the study's, or one derived from the model's seed as well."""
+    base = study_seed(representation, metric)
+    if not seed_per_model:
+        return base
+    if model_seed is None:
+        raise ValueError("seed_per_model needs the model's seed")
+    return int(np.random.SeedSequence([base, int(model_seed)]).generate_state(1)[0])
+
+
+def to_dlib_keys(scores: dict[str, float]) -> dict[str, float]:
+    """Project keys (``sap.sap_score``) -> the reference's (``sap_score.SAP_score``)."""
+    out = {}
+    for key, value in scores.items():
+        metric, rest = key.split(".", 1)
+        name = DLIB_METRIC_NAMES.get(metric, metric)
+        if key in DLIB_KEY_NAMES:
+            rest = DLIB_KEY_NAMES[key]
+        elif metric.startswith("downstream_") and "." in rest:
+            size, tail = rest.split(".", 1)
+            rest = f"{size}:{tail}"
+        out[f"{name}.{rest}"] = value
+    return out
+
+
+def _metric_list(metrics: Iterable[str] | None, default: Iterable[str]) -> list[str]:
+    names = list(default if not metrics else metrics)
+    for name in names:
+        M.get(name)  # unknown names fail here, with close matches
+    return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------------------------
+# saved codes
+
+
+def load_codes(path: str | Path):
+    """``(codes, factors, codes_test, factors_test)`` from an ``.npz`` file (test arrays optional)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in ("codes", "factors") if k not in f.files]
+        if missing:
+            raise ValueError(f"{path}: needs arrays 'codes' [N, D] and 'factors' [N, K]; missing {missing}; it has {f.files}")
+        codes, factors = f["codes"], f["factors"]
+        has_test = "codes_test" in f.files or "factors_test" in f.files
+        if has_test and not ("codes_test" in f.files and "factors_test" in f.files):
+            raise ValueError(f"{path}: give both 'codes_test' and 'factors_test', or neither")
+        codes_test = f["codes_test"] if has_test else None
+        factors_test = f["factors_test"] if has_test else None
+    return codes, factors, codes_test, factors_test
+
+
+def score_codes(
+    codes,
+    factors,
+    codes_test=None,
+    factors_test=None,
+    *,
+    metrics: Iterable[str] | None = None,
+    fmt: str = "project",
+    n_jobs: int | None = None,
+) -> dict[str, float]:
+    """Array-level metrics as the reference computes them from a training and a test sample.
+
+    MIG, modularity, IRS and the unsupervised scores use the training arrays; DCI, SAP and
+    explicitness are fitted on the training arrays and scored on the test arrays (without
+    test arrays, the training arrays serve as both). ``fmt="dlib"`` gives the reference's
+    keys.
+    """
+    if fmt not in ("project", "dlib"):
+        raise ValueError(f"format must be 'project' or 'dlib', got {fmt!r}")
+    names = _metric_list(metrics, CODES_METRICS)
+    for name in names:
+        if name not in M.ARRAY_METRICS:
+            raise ValueError(
+                f"metric {name!r} needs to sample from a data set and cannot be computed from saved codes; "
+                f"array-level metrics: {', '.join(M.ARRAY_METRICS)}"
+            )
+    out: dict[str, float] = {}
+    for name in names:
+        settings = {"n_jobs": n_jobs} if "n_jobs" in {f for f in M.METRICS[name].__dataclass_fields__} else {}
+        metric = M.get(name, **settings)
+        if name == "sap":
+            out.update(metric.score(codes, factors, codes_test, factors_test, rng=np.random.default_rng(0)))
+        else:
+            out.update(metric.score(codes, factors, codes_test, factors_test))
+    return to_dlib_keys(out) if fmt == "dlib" else out
+
+
+# ---------------------------------------------------------------------------------------
+# any representation function on any data set
+
+
+def evaluate_representation(
+    data,
+    representation: Callable,
+    *,
+    metrics: Iterable[str] | None = None,
+    seeds: dict[str, int] | None = None,
+    representation_kind: str = "mean",
+    cache: bool | None = None,
+    n_jobs: int | None = None,
+    on_result: Callable[[str, dict], None] | None = None,
+    skip: Iterable[str] = (),
+    settings: dict[str, dict] | None = None,
+) -> dict[str, dict]:
+    """Score ``representation`` on ``data`` with each metric; one record per metric.
+
+    One encoding cache is shared by all the metrics (when the data set and the
+    representation are deterministic), so each distinct observation is encoded once.
+    ``settings`` overrides the study's settings per metric (``{"mig": {"num_train": 1000}}``).
+    """
+    from .metrics.sampling import resolve_cache
+
+    names = _metric_list(metrics, M.STUDY_METRICS)
+    shared = resolve_cache(data, representation, cache)
+    records = {}
+    for name in names:
+        if name in skip:
+            continue
+        seed = (seeds or {}).get(name, study_seed(representation_kind, name))
+        fields = M.METRICS[name].__dataclass_fields__
+        options = dict((settings or {}).get(name, {}))
+        if n_jobs is not None and "n_jobs" in fields:
+            options.setdefault("n_jobs", n_jobs)
+        metric = M.get(name, **options)
+        start = time.perf_counter()
+        scores = metric.evaluate(data, representation, rng=np.random.RandomState(seed), cache=shared)
+        record = {
+            "metric": name,
+            "scores": scores,
+            "settings": {k: v for k, v in M.settings_of(metric).items() if not _execution_only(metric, k)},
+            "seed": int(seed),
+            "rng": "numpy.random.RandomState",
+            "elapsed_s": round(time.perf_counter() - start, 3),
+        }
+        records[name] = record
+        if on_result is not None:
+            on_result(name, record)
+    return records
+
+
+def requested_settings(name: str, overrides: dict | None = None) -> dict:
+    """The settings recorded for ``name`` with ``overrides`` (execution-only options left out)."""
+    metric = M.get(name, **(overrides or {}))
+    return {k: v for k, v in M.settings_of(metric).items() if not _execution_only(metric, k)}
+
+
+def _execution_only(metric, key: str) -> bool:
+    field = metric.__dataclass_fields__[key]
+    return field.metadata.get("setting", True) is False
+
+
+# ---------------------------------------------------------------------------------------
+# a trained run
+
+
+def metrics_dir(run_dir: str | Path, representation: str) -> Path:
+    return Path(run_dir) / "metrics" / representation
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    representation: str = "mean",
+    metrics: Iterable[str] | None = None,
+    seed_per_model: bool = False,
+    force: bool = False,
+    n_jobs: int | None = None,
+    echo: Callable[[str], None] | None = None,
+    settings: dict[str, dict] | None = None,
+) -> dict[str, dict]:
+    """Score a finished run; write ``metrics/<representation>/<metric>.json``; skip done ones.
+
+    ``settings`` overrides the study's settings per metric (recorded in each file).
+    """
+    from . import __version__, data as data_module
+    from .train.represent import Representation, load_model
+
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {list(REPRESENTATIONS)}, got {representation!r}")
+    run_dir = Path(run_dir)
+    names = _metric_list(metrics, M.STUDY_METRICS)
+    out_dir = metrics_dir(run_dir, representation)
+    done = {}
+    for name in names:
+        path = out_dir / f"{name}.json"
+        if path.is_file() and not force:
+            record = json.loads(path.read_text())
+            if record.get("settings") == requested_settings(name, (settings or {}).get(name)):
+                done[name] = record
+                if echo:
+                    echo(f"{name}: done already ({path})")
+            elif echo:
+                echo(f"{name}: {path} has other settings; computing again")
+    todo = [n for n in names if n not in done]
+    if not todo:
+        return done
+    model, config = load_model(run_dir)
+    model_seed = int(getattr(config, "seed", 0))
+    rep_seed = POSTPROCESS_SEEDS[representation]
+    if seed_per_model:
+        rep_seed = int(np.random.SeedSequence([rep_seed, model_seed]).generate_state(1)[0])
+    rep = Representation(model, representation, seed=rep_seed)
+    data = data_module.get(config.data.name, **config.data.options())
+    seeds = {n: metric_seed(representation, n, model_seed=model_seed, seed_per_model=seed_per_model) for n in todo}
+    run_id = getattr(config, "run_id", None)
+
+    def write(name: str, record: dict) -> None:
+        record = {
+            **record,
+            "representation": representation,
+            "representation_seed": rep_seed,
+            "seed_policy": "per_model" if seed_per_model else "study",
+            "run_id": run_id,
+            "data": data.describe(),
+            "package_version": __version__,
+        }
+        write_json_atomic(out_dir / f"{name}.json", record)
+        done[name] = record
+        if echo:
+            shown = ", ".join(f"{k.split('.', 1)[1]}={v:.4g}" for k, v in list(record["scores"].items())[:4])
+            echo(f"{name}: {shown} ({record['elapsed_s']:.1f} s)")
+
+    evaluate_representation(
+        data, rep, metrics=todo, seeds=seeds, representation_kind=representation, n_jobs=n_jobs, on_result=write, settings=settings
+    )
+    return {n: done[n] for n in names}
+
+
+# ---------------------------------------------------------------------------------------
+# a TorchScript encoder
+
+
+class TorchScriptRepresentation:
+    """``obs float32 [N, C, H, W] -> codes float32 [N, D]`` through a TorchScript encoder.
+
+    The encoder's output is a tensor of codes or a tuple whose first element is (the mean).
+    """
+
+    deterministic = True
+
+    def __init__(self, path: str | Path, *, batch_size: int = 256, deterministic: bool = True):
+        import torch
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still the portable format
+            self.module = torch.jit.load(str(self.path), map_location="cpu")
+        self.module.eval()
+        self.batch_size = int(batch_size)
+        self.deterministic = bool(deterministic)
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.as_tensor(np.asarray(observations, dtype=np.float32))
+        out = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], self.batch_size):
+                y = self.module(x[start : start + self.batch_size])
+                if isinstance(y, (tuple, list)):
+                    y = y[0]
+                if not isinstance(y, torch.Tensor):
+                    raise ValueError(f"{self.path}: the encoder must return a tensor or a tuple of tensors, got {type(y).__name__}")
+                out.append(y.reshape(y.shape[0], -1).float())
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate_encoder(
+    encoder: str | Path,
+    dataset: str,
+    *,
+    dataset_options: dict | None = None,
+    metrics: Iterable[str] | None = None,
+    seed: int | None = None,
+    cache: bool | None = None,
+    n_jobs: int | None = None,
+    echo: Callable[[str], None] | None = None,
+    settings: dict[str, dict] | None = None,
+) -> dict[str, dict]:
+    """Score a TorchScript encoder on a registered data set (the study's seeds for ``mean``)."""
+    from . import data as data_module
+
+    data = data_module.get(dataset, **(dataset_options or {}))
+    rep = TorchScriptRepresentation(encoder, deterministic=cache is not False)
+    names = _metric_list(metrics, M.STUDY_METRICS)
+    seeds = None if seed is None else {n: metric_seed("mean", n, model_seed=seed, seed_per_model=True) for n in names}
+
+    def show(name, record):
+        if echo:
+            echo(f"{name}: done in {record['elapsed_s']:.1f} s")
+
+    return evaluate_representation(
+        data, rep, metrics=names, seeds=seeds, cache=cache, n_jobs=n_jobs, on_result=show, settings=settings
+    )
