@@ -7,6 +7,7 @@ import sys
 import typer
 
 from . import data as data_cli
+from . import evaluate as evaluate_cli
 from . import quickstart as quickstart_cli
 from . import study as study_cli
 from . import train as train_cli
@@ -22,6 +23,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(study_cli.app, name="study")
 app.command("quickstart")(quickstart_cli.quickstart)
 app.command("train")(train_cli.train)
+app.command("evaluate")(evaluate_cli.evaluate)
 app.command("list")(train_cli.list_)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dsprites_render, get
+from . import get
 from .base import GroundTruthData
 from .cars3d import Cars3D
 from .dsprites import DSprites, procedural_cache_path, read_official
@@ -34,6 +34,8 @@ def prepare(name: str, *, progress: bool = True, **options) -> tuple[GroundTruth
     if isinstance(data, DSprites):
         if data.source == "procedural":
             path = render_dsprites_cache(options.get("data_dir"), progress=progress)
+            from . import dsprites_render  # imported when needed, as in dsprites.py
+
             return data, f"{name}: procedural dSprites (renderer v{dsprites_render.RENDERER_VERSION}) at {path}"
         path = data._images.official_path()
         _, space = read_official(path, strict=options.get("strict", True))
@@ -60,6 +62,8 @@ def prepare(name: str, *, progress: bool = True, **options) -> tuple[GroundTruth
 def render_dsprites_cache(data_dir_option=None, *, progress: bool = True, chunk_size: int = 4096) -> Path:
     """Render the whole official dSprites grid to the procedural cache (if not already there)."""
     from tqdm import tqdm
+
+    from . import dsprites_render
 
     path = procedural_cache_path(data_dir_option)
     total = int(np.prod(dsprites_render.FACTOR_SIZES))

@@ -69,7 +69,16 @@ def _macro_auc(labels, proba, classes) -> float:
     return float(roc_auc_score(onehot[:, present], proba[:, present], average="macro"))
 
 
-def modularity_explicitness(codes_train, factors_train, codes_test=None, factors_test=None, *, num_bins: int = 20) -> dict:
+def _explicitness_job(*args):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return explicitness_per_factor(*args)
+
+
+def modularity_explicitness(
+    codes_train, factors_train, codes_test=None, factors_test=None, *, num_bins: int = 20, n_jobs: int | None = None
+) -> dict:
     codes_train, factors_train = check_pair(codes_train, factors_train, "modularity_explicitness")
     if codes_test is None:
         codes_test, factors_test = codes_train, factors_train
@@ -78,10 +87,18 @@ def modularity_explicitness(codes_train, factors_train, codes_test=None, factors
     factors_train, factors_test = factors_train[:, keep], factors_test[:, keep]
     mi = discrete_mutual_info(histogram_discretize(codes_train, num_bins), factors_train)
     train_norm, test_norm = standardize(codes_train, codes_test)
-    aucs = [
-        explicitness_per_factor(train_norm, factors_train[:, j], test_norm, factors_test[:, j])
-        for j in range(factors_train.shape[1])
-    ]
+    jobs = [(train_norm, factors_train[:, j], test_norm, factors_test[:, j]) for j in range(factors_train.shape[1])]
+    if n_jobs is None:
+        from .predictors import default_jobs
+
+        classes = sum(len(np.unique(factors_train[:, j])) for j in range(factors_train.shape[1]))
+        n_jobs = default_jobs(codes_train.shape[0] * classes)
+    if n_jobs > 1 and len(jobs) > 1:
+        from joblib import Parallel, delayed
+
+        aucs = Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_explicitness_job)(*job) for job in jobs)
+    else:
+        aucs = [explicitness_per_factor(*job) for job in jobs]
     return {
         "modularity_score": modularity(mi),
         "explicitness_score_train": float(np.nanmean([a[0] for a in aucs])),
@@ -104,7 +121,8 @@ class ModularityExplicitness:
         check_positive(self.name, num_train=self.num_train, num_test=self.num_test, batch_size=self.batch_size, num_bins=self.num_bins)
 
     def score(self, codes, factors, codes_test=None, factors_test=None) -> dict[str, float]:
-        return namespaced(self.name, modularity_explicitness(codes, factors, codes_test, factors_test, num_bins=self.num_bins))
+        values = modularity_explicitness(codes, factors, codes_test, factors_test, num_bins=self.num_bins, n_jobs=self.n_jobs)
+        return namespaced(self.name, values)
 
     def evaluate(self, data, representation, *, rng, cache=None) -> dict[str, float]:
         cache = resolve_cache(data, representation, cache)

@@ -42,7 +42,11 @@ def sap_matrix(codes, factors, codes_test=None, factors_test=None, *, continuous
     d, k = codes.shape[1], factors.shape[1]
     seeds = [[seed_from(rng) for _ in range(k)] for _ in range(d)]
     jobs = [(codes[:, i], factors[:, j], codes_test[:, i], factors_test[:, j], seeds[i][j]) for i in range(d) for j in range(k)]
-    if n_jobs is not None and n_jobs > 1 and len(jobs) > 1:
+    if n_jobs is None:
+        from .predictors import default_jobs
+
+        n_jobs = default_jobs(codes.shape[0] * d * k * 4)
+    if n_jobs > 1 and len(jobs) > 1:
         from joblib import Parallel, delayed
 
         values = Parallel(n_jobs=n_jobs)(delayed(_svm_accuracy)(*job) for job in jobs)

@@ -109,3 +109,42 @@ def save_labelled_grid(images: np.ndarray, row_labels: list[str], path: str | os
     finally:
         plt.close(fig)
     return path
+
+
+def captioned_grid(images: np.ndarray, captions, *, pad: int = 2, pad_value: int = 255, caption_height: int = 12) -> np.ndarray:
+    """Like :func:`grid`, with a caption band above every row (``captions[r][c]``, short text).
+
+    The captions are drawn with Pillow's built-in bitmap font, so no font file is needed.
+    """
+    from PIL import Image, ImageDraw
+
+    plain = grid(images, pad=pad, pad_value=pad_value)
+    rows, cols, _, h, w = np.shape(images)
+    band = h + pad
+    out = np.full((plain.shape[0] + rows * caption_height, plain.shape[1], 3), pad_value, dtype=np.uint8)
+    for r in range(rows):
+        top = pad + r * (band + caption_height) + caption_height
+        out[top : top + h] = plain[pad + r * band : pad + r * band + h]
+    picture = Image.fromarray(out)
+    draw = ImageDraw.Draw(picture)
+    for r in range(rows):
+        for c in range(cols):
+            text = captions[r][c]
+            if text:
+                draw.text((pad + c * (w + pad) + 1, pad + r * (band + caption_height)), str(text), fill=(40, 40, 40))
+    return np.asarray(picture)
+
+
+def save_gif(frames: np.ndarray, path: str | os.PathLike, *, fps: float = 10.0) -> Path:
+    """Write uint8 frames ``[T, H, W, 3]`` atomically as a looping GIF (imageio, Pillow plugin)."""
+    import imageio.v3 as iio
+
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    path = Path(path)
+    with atomic_path(path, suffix=".gif") as tmp:
+        iio.imwrite(tmp, frames, extension=".gif", plugin="pillow", duration=1000.0 / fps, loop=0)
+    return path
