@@ -187,7 +187,7 @@ def evaluate_representation(
     metrics: Iterable[str] | None = None,
     seeds: dict[str, int] | None = None,
     representation_kind: str = "mean",
-    cache: bool | None = None,
+    cache=None,
     n_jobs: int | None = None,
     on_result: Callable[[str, dict], None] | None = None,
     skip: Iterable[str] = (),
@@ -196,7 +196,8 @@ def evaluate_representation(
     """Score ``representation`` on ``data`` with each metric; one record per metric.
 
     One encoding cache is shared by all the metrics (when the data set and the
-    representation are deterministic), so each distinct observation is encoded once.
+    representation are deterministic), so each distinct observation is encoded once;
+    ``cache`` may be an ``EncodingCache`` to share with other calls, or False to disable it.
     ``settings`` overrides the study's settings per metric (``{"mig": {"num_train": 1000}}``).
     """
     from .metrics.sampling import resolve_cache

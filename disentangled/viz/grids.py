@@ -144,7 +144,47 @@ def save_gif(frames: np.ndarray, path: str | os.PathLike, *, fps: float = 10.0) 
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    if np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(frames[..., 0], frames[..., 2]):
+        frames = frames[..., 0]  # grey: written as 8-bit grey, exact and ~3x faster to encode
     path = Path(path)
     with atomic_path(path, suffix=".gif") as tmp:
         iio.imwrite(tmp, frames, extension=".gif", plugin="pillow", duration=1000.0 / fps, loop=0)
     return path
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 or no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def labelled_grid(images: np.ndarray, row_labels: list[str], *, title: str = "", pad: int = 2, font_size: int = 12) -> np.ndarray:
+    """:func:`grid` with a label left of each row and an optional title line, drawn with Pillow.
+
+    A fast alternative to :func:`save_labelled_grid` (no matplotlib) returning the uint8 picture.
+    """
+    from PIL import Image, ImageDraw
+
+    rows = np.shape(images)[0]
+    if len(row_labels) != rows:
+        raise ValueError(f"{rows} rows but {len(row_labels)} row labels")
+    plain = grid(images, pad=pad)
+    font = _font(font_size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widths = [probe.textlength(str(label), font=font) for label in row_labels] or [0]
+    left = int(max(widths)) + 3 * pad if any(row_labels) else 0
+    top = font_size + 3 * pad if title else 0
+    width = max(left + plain.shape[1], int(probe.textlength(title, font=font)) + 2 * pad if title else 0)
+    picture = Image.new("RGB", (width, top + plain.shape[0]), (255, 255, 255))
+    picture.paste(Image.fromarray(plain), (left, top))
+    draw = ImageDraw.Draw(picture)
+    if title:
+        draw.text((pad, pad), title, fill=(20, 20, 20), font=font)
+    cell = (plain.shape[0] - pad) / rows
+    for r, label in enumerate(row_labels):
+        y = top + pad + cell * r + (cell - pad) / 2 - font_size / 2
+        draw.text((pad, y), str(label), fill=(20, 20, 20), font=font)
+    return np.asarray(picture)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..io import write_json_atomic
-from .grids import captioned_grid, grid, save_gif, save_labelled_grid, save_png
+from .grids import captioned_grid, grid, labelled_grid, save_gif, save_png
 
 MANIFEST = "manifest.json"
 ANIMATIONS = ("std_gaussian", "fitted_gaussian", "fixed_interval", "conf_interval", "minmax_interval")
@@ -238,12 +238,12 @@ def visualize_model(
     head = f"{title} " if title else ""
     for k in range(num_bases):
         path = out_dir / "traversals" / f"base{k}.png"
-        rel(save_labelled_grid(images[k], labels, path, title=f"{head}base code {k}, range {traversal_range}"))
+        rel(save_png(labelled_grid(images[k], labels, title=f"{head}base code {k}, range {traversal_range}"), path))
     for j in range(num_latent):
         path = out_dir / "traversals" / f"dim{j}.png"
         span = f"[{values[j, 0]:.2f}, {values[j, -1]:.2f}]"
         base_labels = [f"base {k}" for k in range(num_bases)]
-        rel(save_labelled_grid(images[:, j], base_labels, path, title=f"{head}z{j} over {span}, KL {stats['kl'][j]:.2f}"))
+        rel(save_png(labelled_grid(images[:, j], base_labels, title=f"{head}z{j} over {span}, KL {stats['kl'][j]:.2f}"), path))
 
     # animations: one panel per dimension, that dimension cycling
     panel_rows, panel_cols = _panel_grid(num_latent)

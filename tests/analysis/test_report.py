@@ -1,0 +1,179 @@
+"""The HTML report: written from synthetic tables, complete, and loading cleanly in Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from analysis_support import synthetic_table
+from typer.testing import CliRunner
+
+from disentangled.analysis import write_report
+from disentangled.cli.report import report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SECTIONS = ["tc", "metric-correlation", "distributions", "unsupervised", "transfer", "table1", "downstream", "variance", "runs"]
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.sections = [], [], []
+        self._in = None
+        self.classes: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        elif tag == "a" and "href" in attrs and not attrs["href"].startswith("#"):
+            self.links.append(attrs["href"])
+        elif tag == "section":
+            self.sections.append(attrs["id"])
+        elif tag == "p" and attrs.get("class"):
+            self._in = attrs["class"]
+            self.classes.setdefault(self._in, []).append("")
+
+    def handle_data(self, data):
+        if self._in:
+            self.classes[self._in][-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "p":
+            self._in = None
+
+
+def parse(index: Path) -> _Page:
+    page = _Page()
+    page.feed(index.read_text(encoding="utf-8"))
+    return page
+
+
+def small_table(**kw) -> pd.DataFrame:
+    kw.setdefault("methods", ("beta_vae", "dip_vae_i"))
+    kw.setdefault("seeds", (0, 1, 2))
+    return synthetic_table(**kw)
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    table_path = out / "results.parquet"
+    small_table().to_parquet(table_path)
+    return write_report(table_path, out / "site", num_draws=2000)
+
+
+def test_report_has_every_analysis_with_figures_readings_and_csv(full_report):
+    site = full_report.parent
+    page = parse(full_report)
+    assert page.sections == SECTIONS
+    text = full_report.read_text()
+    assert "this analysis failed" not in text
+    readings = page.classes.get("reading", [])
+    assert len(readings) == len(SECTIONS)  # every section, runs included, reads its figure
+    for image in page.images:
+        assert (site / image).is_file(), image
+        assert image.startswith("figures/") and image.endswith(".png")
+    assert len(page.images) >= 12
+    for link in page.links:
+        assert (site / link).is_file(), link
+    for name in ("tc_by_strength.csv", "tc_trends.csv", "metric_rank_correlation.csv", "score_distributions.csv", "unsupervised_vs_metrics.csv",
+                 "transfer_rank_correlation.csv", "table1.csv", "downstream_rank_correlation.csv", "variance_explained.csv", "runs.csv"):
+        assert (site / name).is_file(), name
+    table1 = pd.read_csv(site / "table1.csv")
+    assert table1["probability"].between(0, 1).all() and (table1["draws"] == 2000).all()
+    variance = pd.read_csv(site / "variance_explained.csv")
+    assert len(variance) == 2 * 6 and variance["method_x_strength"].ge(variance["method"] - 1e-12).all()
+    assert "Missing:" in text and "--study-dir" in text  # the runs' pictures need the study folder
+
+
+def test_readings_state_what_the_synthetic_study_was_built_to_show(full_report):
+    readings = " ".join(parse(full_report).classes["reading"])
+    assert re.search(r"sampled TC falls with regularisation for [^;]*β-VAE", readings)
+    assert re.search(r"mean TC falls with regularisation for no method and rises for β-VAE", readings)
+    assert "Modularity's mean |ρ| with the others" in readings
+    assert "(paper 37%)" in readings and "(paper 59%)" in readings
+
+
+def test_missing_data_is_explained_not_fatal(tmp_path):
+    keep = ["mig.discrete_mig", "dci.disentanglement"]
+    table = small_table(datasets=("dsprites_full",), seeds=(0,))
+    table = table[table["score_key"].isin(keep)].drop(columns=["train.elbo", "train.kl_loss", "train.reconstruction_loss"])
+    table.to_csv(tmp_path / "results.csv", index=False)
+    index = write_report(tmp_path / "results.csv", tmp_path / "site", num_draws=100)
+    page = parse(index)
+    assert page.sections == SECTIONS
+    missing = " ".join(page.classes["missing"])
+    assert "this analysis failed" not in index.read_text()
+    assert f"needs `unsupervised.gaussian_total_correlation`" in missing  # Fig. 1
+    assert "unsupervised scores" in missing  # Fig. 4 centre
+    assert "needs at least two data sets" in missing  # transfer
+    assert "two seeds" in missing  # Table 1, same data set
+    assert "downstream" in missing
+    for image in page.images:
+        assert (index.parent / image).is_file()
+
+
+def test_empty_table_gives_a_page(tmp_path):
+    table = pd.DataFrame(columns=["model_num", "run_id", "representation", "metric", "score_key", "value"])
+    table.to_parquet(tmp_path / "results.parquet")
+    index = write_report(tmp_path / "results.parquet", tmp_path / "site")
+    assert "no runs" in index.read_text()
+
+
+def test_missing_table_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="disentangled study collect"):
+        write_report(tmp_path / "nope.parquet", tmp_path / "site")
+
+
+def test_report_command(tmp_path):
+    small_table(datasets=("dsprites_full",), seeds=(0, 1)).to_parquet(tmp_path / "results.parquet")
+    app = typer.Typer()
+    app.command()(report)
+    result = CliRunner().invoke(app, [str(tmp_path / "results.parquet"), "-o", str(tmp_path / "site"), "--draws", "200"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert "wrote" in result.output
+
+
+# -- in a browser --------------------------------------------------------------------------
+
+
+def load_in_chromium(index: Path, tmp_path: Path) -> tuple[str, str]:
+    """The DOM after the page's load event, and Chromium's log (console messages included)."""
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
+        "--virtual-time-budget=10000", "--dump-dom", index.resolve().as_uri(),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_report_loads_in_chromium_with_every_image_and_no_console_errors(full_report, tmp_path):
+    dom, log = load_in_chromium(full_report, tmp_path)
+    title = re.search(r"<title>(.*?)</title>", dom).group(1)
+    shown, total = map(int, re.search(r"\[images (\d+)/(\d+)\]", title).groups())
+    assert total == len(parse(full_report).images) and total >= 12
+    assert shown == total, title
+    assert 'data-images="ok"' in dom
+    console = [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_the_browser_check_sees_a_broken_image(full_report, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(full_report.parent, site)
+    (site / "figures" / "table1.png").unlink()
+    dom, _ = load_in_chromium(site / "index.html", tmp_path)
+    assert "broken: figures/table1.png" in dom
