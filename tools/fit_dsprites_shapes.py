@@ -6,7 +6,7 @@ Derives the constants written down in ``disentangled/data/dsprites_render.py``
 ``dsprites.gif`` and their labels, prints them in the module's format, and prints the
 per-shape IoU of the module's committed renderer against the frames.
 
-Run by hand (takes about a minute; needs numpy, scipy and Pillow)::
+Run by hand (takes a minute or two; needs numpy, scipy and Pillow)::
 
     python tools/fit_dsprites_shapes.py [--data-dir ../shared/data]
 
@@ -171,12 +171,21 @@ def polar(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def template_radii(template: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Outline radius of the template along each ray from the star centre."""
+    """Outline radius of the template along each ray from the star centre.
+
+    The first step into a bin that the data says is outside; bins without data
+    (NaN) are skipped.
+    """
     steps = np.arange(0.5, EXTENT, 0.02)
+    n = template.shape[0]
     radii = []
     for a in angles:
-        inside = template_lookup(template, steps * np.sin(a), STAR_CENTRE_Y - steps * np.cos(a))
-        radii.append(steps[np.argmin(inside)] if not inside.all() else steps[-1])
+        u, v = steps * np.sin(a), STAR_CENTRE_Y - steps * np.cos(a)
+        iu = np.clip(np.floor((u + EXTENT) / BIN).astype(int), 0, n - 1)
+        iv = np.clip(np.floor((v + EXTENT) / BIN).astype(int), 0, n - 1)
+        with np.errstate(invalid="ignore"):
+            outside = template[iv, iu] <= 0.5  # False for NaN
+        radii.append(steps[np.argmax(outside)] if outside.any() else steps[-1])
     return np.array(radii)
 
 
@@ -184,20 +193,15 @@ def boundary_radius(alpha, angles, radii, with_grad=False):
     """Radius of the polygon outline along the rays ``alpha`` (and its derivatives)."""
     points = np.stack([radii * np.sin(angles), -radii * np.cos(angles)], axis=1)
     k = np.clip(np.searchsorted(angles, alpha, side="right") - 1, 0, len(angles) - 2)
-    p0, p1 = points[k], points[k + 1]
+    x0, y0, x1, y1 = points[k, 0], points[k, 1], points[k + 1, 0], points[k + 1, 1]
     dx, dy = np.sin(alpha), -np.cos(alpha)
-    num = p0[:, 0] * p1[:, 1] - p0[:, 1] * p1[:, 0]
-    den = dx * (p1[:, 1] - p0[:, 1]) - dy * (p1[:, 0] - p0[:, 0])
+    num = x0 * y1 - y0 * x1
+    den = dx * (y1 - y0) - dy * (x1 - x0)
     r = num / den
     if not with_grad:
         return r
     # d r / d p = (d num - r d den) / den, for both end points of the edge.
-    grads = (
-        (p1[:, 1] - r * dy) / den,
-        (-p1[:, 0] + r * dx) / den,
-        (-p0[:, 1] + r * dy) / den,
-        (p0[:, 0] - r * dx) / den,
-    )
+    grads = ((y1 - r * dy) / den, (-x1 + r * dx) / den, (-y0 + r * dy) / den, (x0 - r * dx) / den)
     return r, k, grads
 
 
@@ -223,7 +227,7 @@ def objective(angles, radii, alpha, rho, signed_scale, tau, smooth):
     return loss, g_angles, g_radii
 
 
-def fit_heart_polygon(alpha, rho, signed_scale, angles, radii, smooth, taus=(0.1, 0.03, 0.01, 0.003)):
+def fit_heart_polygon(alpha, rho, signed_scale, angles, radii, smooth, taus=(0.1, 0.03, 0.01, 0.003, 0.001)):
     k = len(angles) - 1
     for tau in taus:
 
@@ -293,8 +297,13 @@ def main() -> None:
 
     frames, labels = load_frames(args.data_dir)
     by_shape = [labels[:, 0] == s for s in range(3)]
-    fit_square(frames[by_shape[0]], labels[by_shape[0]])
-    fit_ellipse(frames[by_shape[1]], labels[by_shape[1]])
+    half = fit_square(frames[by_shape[0]], labels[by_shape[0]])
+    axes = fit_ellipse(frames[by_shape[1]], labels[by_shape[1]])
+    for name, fitted, committed in (
+        ("square", (half,), (dr.SQUARE_HALF_SIDE,)),
+        ("ellipse", axes, (dr.ELLIPSE_SEMI_AXIS_X, dr.ELLIPSE_SEMI_AXIS_Y)),
+    ):
+        print(f"{name}: committed constants {'match' if np.allclose(fitted, committed) else 'DIFFER from'} this fit")
     outline = fit_heart(frames[by_shape[2]], labels[by_shape[2]], args.half_edges, args.smooth)
     print(f"heart: HEART_STAR_CENTRE = (0.0, {STAR_CENTRE_Y})")
     print("HEART_HALF_OUTLINE = (")
