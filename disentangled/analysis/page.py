@@ -26,7 +26,8 @@ figcaption { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
 th { background: #f4f4f4; }
-td.text, th.text { text-align: left; }
+td.text, th.text { text-align: left; white-space: nowrap; }
+td.html { text-align: left; min-width: 16em; font-size: 0.9em; }
 nav ul { columns: 2; }
 .csv { font-size: 0.85em; color: #555; }
 img.thumb { height: 72px; border: 1px solid #ddd; }
@@ -84,7 +85,7 @@ def table_html(frame: pd.DataFrame, *, digits: int = 3, raw_html_columns=()) -> 
         for c in frame.columns:
             value = row[c]
             if c in raw_html_columns:
-                cells.append(f'<td class="text">{value}</td>')
+                cells.append(f'<td class="html">{value}</td>')
             elif _is_text(frame[c]):
                 cells.append(f'<td class="text">{esc("" if value is None or (isinstance(value, float) and np.isnan(value)) else value)}</td>')
             else:
@@ -117,10 +118,10 @@ def render(title: str, intro_html: str, sections: list[Section]) -> str:
         parts.append(f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>')
         if s.paper:
             parts.append(f'<p class="paper"><b>Paper:</b> {esc(s.paper)}</p>')
-        if s.missing:
-            parts.append(f'<p class="missing"><b>Missing:</b> {esc(s.missing)}</p>')
         if s.reading:
             parts.append(f'<p class="reading"><b>Here:</b> {esc(s.reading)}</p>')
+        if s.missing:
+            parts.append(f'<p class="missing"><b>Missing:</b> {esc(s.missing)}</p>')
         for path, caption in s.figures:
             parts.append(f'<figure><a href="{esc(path)}"><img src="{esc(path)}" alt="{esc(caption)}"></a><figcaption>{esc(caption)}</figcaption></figure>')
         if s.extra_html:

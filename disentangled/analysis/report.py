@@ -23,7 +23,7 @@ from .. import __version__
 from ..io import atomic_path, write_bytes_atomic
 from . import figures as fig
 from . import stats as st
-from .page import Section, esc, fmt_number, render, table_html
+from .page import Section, esc, render, table_html
 
 # the cheap pictures drawn for runs that have none (the CLI's defaults draw more)
 QUICK_VISUALIZE = {"num_animations": 1, "animations": ("fitted_gaussian",)}
@@ -419,7 +419,7 @@ def _runs_section(frame, keys, writer, study_dir, visualize_missing, max_visuali
         s.extra_html = table_html(runs)
         return s
     study_dir = Path(study_dir)
-    pictures, notes = _pictures(frame, study_dir, writer.out_dir, visualize_missing, max_visualize)
+    pictures, notes, unfinished = _pictures(frame, study_dir, writer.out_dir, visualize_missing, max_visualize)
     thumbnails = len(frame) <= 40
     cells = []
     for n in runs["model_num"]:
@@ -427,18 +427,21 @@ def _runs_section(frame, keys, writer, study_dir, visualize_missing, max_visuali
         if links is None:
             cells.append(esc(notes.get(int(n), "no pictures")))
             continue
-        html_links = " ".join(f'<a href="{esc(href)}">{esc(name)}</a>' for name, href in links if name != "thumbnail")
-        thumb = dict(links).get("thumbnail")
-        if thumbnails and thumb:
-            html_links = f'<a href="{esc(thumb)}"><img class="thumb" src="{esc(thumb)}" alt="traversal"></a> ' + html_links
+        named = dict(links)
+        html_links = " ".join(f'<a href="{esc(href)}">{esc(name)}</a>' for name, href in links if name not in ("thumbnail",) and not name.startswith("z"))
+        dims = [(name[1:], href) for name, href in links if name.startswith("z")]
+        if dims:
+            html_links += " <br>z: " + " ".join(f'<a href="{esc(href)}">{esc(j)}</a>' for j, href in dims)
+        if thumbnails and named.get("thumbnail"):
+            html_links = f'<a href="{esc(named["thumbnail"])}"><img class="thumb" src="{esc(named["thumbnail"])}" alt="animated traversal"></a><br>' + html_links
         cells.append(html_links)
-    runs["pictures"] = cells
+    runs.insert(1, "pictures", cells)
     s.extra_html = table_html(runs, raw_html_columns=("pictures",))
-    missing = sum(1 for n in runs["model_num"] if int(n) not in pictures)
-    s.reading += f" {len(runs) - missing} with pictures (click a thumbnail or link to open it)."
-    if missing:
-        s.missing = (f"{missing} runs have no pictures; draw them with `disentangled visualize {study_dir}/runs/NNNNN`"
-                     + (f" (more than {max_visualize} lacked them, so none were drawn here)" if missing > max_visualize else ""))
+    lacking = len(runs) - len(pictures) - unfinished
+    s.reading += f" {len(pictures)} with pictures (click a thumbnail or a link to open it), {unfinished} not trained or not finished."
+    if lacking:
+        s.missing = (f"{lacking} finished runs have no pictures; draw them with `disentangled visualize {study_dir}/runs/NNNNN`"
+                     + (f" (more than {max_visualize} lacked them, so none were drawn here)" if lacking > max_visualize else ""))
     return s
 
 
@@ -446,7 +449,7 @@ def _pictures(frame, study_dir: Path, out_dir: Path, visualize_missing: bool, ma
     from ..train.loop import DONE
     from ..viz.model import MANIFEST, visualize
 
-    found, notes, lacking = {}, {}, []
+    found, notes, lacking, unfinished = {}, {}, [], 0
     for n in frame["model_num"]:
         run = study_dir / "runs" / f"{int(n):05d}"
         if (run / "visualizations" / MANIFEST).is_file():
@@ -455,6 +458,7 @@ def _pictures(frame, study_dir: Path, out_dir: Path, visualize_missing: bool, ma
             lacking.append((int(n), run))
         else:
             notes[int(n)] = "not trained (no run folder)" if not run.is_dir() else "training not finished"
+            unfinished += 1
     if visualize_missing and 0 < len(lacking) <= max_visualize:
         for n, run in lacking:
             try:
@@ -483,7 +487,7 @@ def _pictures(frame, study_dir: Path, out_dir: Path, visualize_missing: bool, ma
             entries.append(("animation", f"{rel}/{gif}"))
             entries.append(("thumbnail", f"{rel}/{gif}"))
         links[n] = entries
-    return links, notes
+    return links, notes, unfinished
 
 
 def _intro(table, frame, keys, table_path: Path, representation: str) -> str:

@@ -9,8 +9,10 @@ import typer
 from . import data as data_cli
 from . import evaluate as evaluate_cli
 from . import quickstart as quickstart_cli
+from . import report as report_cli
 from . import study as study_cli
 from . import train as train_cli
+from . import visualize as visualize_cli
 
 app = typer.Typer(
     name="disentangled",
@@ -24,6 +26,8 @@ app.add_typer(study_cli.app, name="study")
 app.command("quickstart")(quickstart_cli.quickstart)
 app.command("train")(train_cli.train)
 app.command("evaluate")(evaluate_cli.evaluate)
+app.command("visualize")(visualize_cli.visualize)
+app.command("report")(report_cli.report)
 app.command("list")(train_cli.list_)
 
 

@@ -25,6 +25,7 @@ def quickstart(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train, evaluate and report the quickstart study (about ten minutes on 2 cores)."""
+    from ..analysis.report import write_report
     from ..data import get
     from ..data.dsprites import OFFICIAL_HDF5, OFFICIAL_NPZ
     from ..data.paths import find_file
@@ -56,9 +57,7 @@ def quickstart(
     table = collect(study_dir)
     table_path = write_table(table, out / "results.parquet")
     made = [("factors of the data", factors_png), ("study", study_dir), ("results table", table_path)]
-    report_path = _report(table_path, out / "report", study_dir)
-    if report_path is not None:
-        made.append(("report", report_path))
+    made.append(("report", write_report(table_path, out / "report", study_dir=study_dir)))
     console.print(f"main job done in {time.perf_counter() - start:.0f} s ({len(spec)} models, {source} dSprites):")
     for what, path in made:
         console.print(f"  {what}: {path}")
@@ -66,10 +65,3 @@ def quickstart(
         console.print(f"[red]{len(failed)} runs failed; see `disentangled study status {study_dir}`[/red]")
         raise typer.Exit(1)
 
-
-def _report(table_path: Path, report_dir: Path, study_dir: Path) -> Optional[Path]:
-    try:
-        from ..analysis.report import write_report
-    except ImportError:
-        return None
-    return write_report(table_path, report_dir, study_dir=study_dir)

@@ -82,7 +82,7 @@ def to_numpy_codes(codes) -> np.ndarray:
 class EncodingCache:
     """Codes of distinct factor combinations of one data set under one representation."""
 
-    def __init__(self, data, representation: Representation, *, batch_size: int = 1024):
+    def __init__(self, data, representation: Representation, *, batch_size: int = 256):
         self.data = data
         self.representation = representation
         self.batch_size = int(batch_size)
@@ -153,7 +153,7 @@ class Encoder:
         representation: Representation,
         *,
         cache: EncodingCache | bool | None = None,
-        batch_size: int = 1024,
+        batch_size: int = 256,
     ):
         self.data = data
         self.representation = representation

@@ -177,3 +177,29 @@ def test_the_browser_check_sees_a_broken_image(full_report, tmp_path):
     (site / "figures" / "table1.png").unlink()
     dom, _ = load_in_chromium(site / "index.html", tmp_path)
     assert "broken: figures/table1.png" in dom
+
+
+def test_report_links_every_runs_pictures_drawing_missing_ones(tmp_path):
+    from disentangled import config
+    from disentangled.train import train
+
+    study = tmp_path / "study"
+    cfg = config.load(None, ["data.name=dummy_data", "train.steps=2", "train.batch_size=4", "train.eval_batches=1"])
+    train(cfg, study / "runs" / "00000", progress=False)
+    table = small_table(datasets=("dummy_data",), methods=("beta_vae",), seeds=(0,))  # model_num 0, 1, 2
+    table.to_parquet(tmp_path / "results.parquet")
+    index = write_report(tmp_path / "results.parquet", tmp_path / "site", study_dir=study, num_draws=100)
+    vis = study / "runs" / "00000" / "visualizations"
+    assert (vis / "manifest.json").is_file()  # drawn by the report, cheaply
+    page = parse(index)
+    thumbs = [i for i in page.images if i.endswith(".gif")]
+    assert thumbs == ["../study/runs/00000/visualizations/animated_traversals/fitted_gaussian_cycle0.gif"]
+    assert "../study/runs/00000/visualizations/reconstructions.png" in page.links
+    for link in page.links:
+        assert (index.parent / link).is_file(), link
+    text = index.read_text()
+    assert "not trained (no run folder)" in text and "1 with pictures" in text and "2 not trained" in text
+    if CHROMIUM is not None:
+        dom, log = load_in_chromium(index, tmp_path)
+        assert 'data-images="ok"' in dom
+        assert not [line for line in log.splitlines() if "CONSOLE" in line]
