@@ -64,6 +64,11 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads on both sides")
     p.add_argument("--jobs", type=int, default=None, help="our worker processes for per-factor fits")
     p.add_argument("--output", type=Path, help="write the measurements as JSON")
+    p.add_argument(
+        "--encoding",
+        action="store_true",
+        help="instead: count the images each side encodes for the suite and time the representation at each batch size",
+    )
     return p.parse_args(argv)
 
 
@@ -311,6 +316,8 @@ def main(argv=None) -> None:
     settings = {n: SIZES[args.sizes].get(n, {}) for n in names}
     data = make_dataset(args.dataset, args.source)
     rep = make_representation(args.representation, data.observation_shape[0])
+    if args.encoding:
+        return encoding_estimate(names, settings, data, rep, args)
 
     from disentangled.metrics.sampling import resolve_cache
 
@@ -376,6 +383,72 @@ def main(argv=None) -> None:
                                            "ours_total_s": ours_total,
                                            "reference": {k: v[1] for k, v in reference.items()},
                                            "ours": {k: v["scores"] for k, v in ours.items()}}, indent=2))
+
+
+def reference_images(name: str, s: dict) -> dict[int, int]:
+    """Images the reference encodes for a metric, by the batch size it encodes them in."""
+    if name == "beta_vae":
+        return {s["batch_size"]: 2 * s["batch_size"] * (s["num_train"] + s["num_eval"])}
+    if name == "factor_vae":
+        return {64: s["num_variance_estimate"], s["batch_size"]: s["batch_size"] * (s["num_train"] + s["num_eval"])}
+    if name.startswith("downstream_"):
+        return {s["batch_size"]: sum(s["num_train"]) + len(s["num_train"]) * s["num_test"]}
+    return {s["batch_size"]: s["num_train"] + s.get("num_test", 0)}
+
+
+def encoding_estimate(names, settings, data, rep, args) -> None:
+    """Count the images encoded by each side for the suite; time the representation per batch size."""
+    import numpy as np
+
+    from disentangled import evaluate as ev
+    from disentangled import metrics as M
+    from disentangled.metrics.sampling import EncodingCache
+
+    class Counting:
+        deterministic = True
+
+        def __call__(self, observations):
+            return np.zeros((len(observations), 10), dtype=np.float32)
+
+    counting = Counting()
+    cache = EncodingCache(data, counting)
+    requested = {}
+    for name in names:
+        s = {**{f: getattr(M.get(name), f) for f in M.get(name).__dataclass_fields__}, **settings[name]}
+        requested[name] = reference_images(name, s)
+        before = cache.num_encoded
+        if name in ("beta_vae", "factor_vae"):
+            M.get(name, **settings[name]).evaluate(data, counting, rng=np.random.RandomState(ev.study_seed("mean", name)), cache=cache)
+        else:  # only the draws matter here: sample, do not fit
+            from disentangled.metrics.sampling import sample_codes
+
+            metric = M.get(name, **settings[name])
+            rs = np.random.RandomState(ev.study_seed("mean", name))
+            for size in getattr(metric, "num_train", ()) if isinstance(metric.num_train, tuple) else (metric.num_train,):
+                sample_codes(data, counting, size, rng=rs, batch_size=metric.batch_size, cache=cache)
+                if hasattr(metric, "num_test"):
+                    sample_codes(data, counting, metric.num_test, rng=rs, batch_size=metric.batch_size, cache=cache)
+        print(f"{name}: reference encodes {sum(requested[name].values())}, ours {cache.num_encoded - before} new", file=sys.stderr)
+    per_image = {}
+    obs_all = data.observations_from_factors(data.sample_factors(2048, rng=np.random.RandomState(0)), rng=np.random.RandomState(0))
+    for batch in sorted({b for r in requested.values() for b in r} | {256}):
+        rep(obs_all[:batch])
+        t0 = time.perf_counter()
+        done = 0
+        while done < 2048:
+            rep(obs_all[done : done + batch])
+            done += batch
+        per_image[batch] = (time.perf_counter() - t0) / done
+    ref_images = sum(sum(r.values()) for r in requested.values())
+    ref_seconds = sum(count * per_image[b] for r in requested.values() for b, count in r.items())
+    ours_seconds = cache.num_encoded * per_image[256]
+    print(f"\n{args.representation} representation, {args.threads} thread(s); seconds per image by batch size: "
+          + ", ".join(f"{b}: {per_image[b] * 1e3:.3f} ms" for b in sorted(per_image)))
+    print("| | images encoded | encoding time (s, from the measured rate) |")
+    print("|---|---:|---:|")
+    print(f"| reference | {ref_images} | {ref_seconds:.0f} |")
+    print(f"| ours | {cache.num_encoded} | {ours_seconds:.0f} |")
+    print(f"| ratio | {ref_images / max(cache.num_encoded, 1):.1f}x | {ref_seconds / max(ours_seconds, 1e-9):.1f}x |")
 
 
 if __name__ == "__main__":

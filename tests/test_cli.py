@@ -58,3 +58,24 @@ def test_unknown_name_lists_close_matches(capsys):
         main(["data", "show", "dsprite_full", "-o", "x.png"])
     assert exit_.value.code == 2
     assert "Did you mean 'dsprites_full'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(tmp_path, monkeypatch):
+    """The main job's path (prepare, factors picture, study, table, report) on a tiny spec."""
+    import pandas as pd
+
+    from disentangled.study import spec as spec_module
+
+    real = spec_module.load_spec("quickstart").to_dict()
+    real["base"]["train"].update(steps=6, checkpoint_every=3, log_every=3, eval_batches=1)
+    real["evaluation"]["metrics"] = {"mig": {"num_train": 300}, "unsupervised": {"num_train": 300}}
+    tiny = spec_module.from_mapping(real)
+    monkeypatch.setattr(spec_module, "load_spec", lambda name: tiny)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["quickstart", "--out", str(out), "--executor", "inline", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (out / "dsprites_factors.png").is_file() and (out / "report" / "index.html").is_file()
+    table = pd.read_parquet(out / "results.parquet")
+    assert table["model_num"].nunique() == 4 and set(table["data.source"]) == {"procedural"}
+    assert "report" in result.output and "results table" in result.output
