@@ -389,8 +389,11 @@ def reference_images(name: str, s: dict) -> dict[int, int]:
     """Images the reference encodes for a metric, by the batch size it encodes them in."""
     if name == "beta_vae":
         return {s["batch_size"]: 2 * s["batch_size"] * (s["num_train"] + s["num_eval"])}
-    if name == "factor_vae":
-        return {64: s["num_variance_estimate"], s["batch_size"]: s["batch_size"] * (s["num_train"] + s["num_eval"])}
+    if name == "factor_vae":  # the variances are encoded 64 at a time
+        votes = s["batch_size"] * (s["num_train"] + s["num_eval"])
+        if s["batch_size"] == 64:
+            return {64: s["num_variance_estimate"] + votes}
+        return {64: s["num_variance_estimate"], s["batch_size"]: votes}
     if name.startswith("downstream_"):
         return {s["batch_size"]: sum(s["num_train"]) + len(s["num_train"]) * s["num_test"]}
     return {s["batch_size"]: s["num_train"] + s.get("num_test", 0)}

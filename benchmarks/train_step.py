@@ -70,9 +70,9 @@ def plain_step_fn(batch_size):
     return step
 
 
-def our_step_fn(objective, batch_size, source):
+def our_step_fn(objective, batch_size, source, channels_last=True):
     c = cfg.load(None, [f"objective.name={objective}", f"train.batch_size={batch_size}",
-                        "data.name=dsprites_full", f"data.source={source}"])
+                        "data.name=dsprites_full", f"data.source={source}", f"model.channels_last={channels_last}"])
     data, model = build(c)
     opts = make_optimizers(c, model)
     rng = np.random.default_rng(0)

@@ -8,7 +8,8 @@ Keys (all optional; the defaults are the study's settings)::
 
     seed: 0
     data:      {name: dsprites_full, source: official}
-    model:     {architecture: conv, num_latent: 10, reconstruction: bernoulli, kernel_size_34: 2}
+    model:     {architecture: conv, num_latent: 10, reconstruction: bernoulli, kernel_size_34: 2,
+                channels_last: true}
     objective: {name: beta_vae, beta: 1.0}        # the objective's own hyperparameters
     train:     {steps: 300000, batch_size: 64, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
                 checkpoint_every: 5000, log_every: 100, eval_batches: 1000}
@@ -61,6 +62,7 @@ class ModelConfig:
     num_latent: int = 10
     reconstruction: str = "bernoulli"
     kernel_size_34: int = 2
+    channels_last: bool = True  # conv only: the same model and maths in a faster memory layout
 
     def __post_init__(self):
         from .models import ARCHITECTURES
@@ -71,6 +73,8 @@ class ModelConfig:
         if self.reconstruction not in RECONSTRUCTION_LOSSES:
             raise ConfigError(f"model.reconstruction: unknown {self.reconstruction!r}; known: {list(RECONSTRUCTION_LOSSES)}")
         _check_int("model.num_latent", self.num_latent, 1)
+        if not isinstance(self.channels_last, bool):
+            raise ConfigError(f"model.channels_last must be true or false, got {self.channels_last!r}")
         if self.kernel_size_34 not in (2, 4):
             raise ConfigError(f"model.kernel_size_34 must be 2 (the released code) or 4 (the paper), got {self.kernel_size_34!r}")
 

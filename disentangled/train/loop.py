@@ -62,7 +62,9 @@ def build(config: RunConfig, data=None):
     data = data if data is not None else data_module.get(config.data.name, **config.data.options())
     with torch.random.fork_rng(devices=[]):  # initialisation draws from its own seed only
         torch.manual_seed(seeds(config)["init"])
-        options = {"kernel_size_34": config.model.kernel_size_34} if config.model.architecture == "conv" else {}
+        options = {}
+        if config.model.architecture == "conv":
+            options = {"kernel_size_34": config.model.kernel_size_34, "channels_last": config.model.channels_last}
         model = build_model(
             config.build_objective(),
             observation_shape=data.observation_shape,
