@@ -62,7 +62,8 @@ def fit_gbt(
     k = classes.size
     if k < 2:
         raise ValueError(f"boosted trees need at least 2 classes, got {k}")
-    xt = None if x_test is None else np.ascontiguousarray(x_test, dtype=np.float32)
+    # test points as float64 [D, N]: float32 values compared with float64 thresholds, as scikit-learn does
+    xt = None if x_test is None else np.ascontiguousarray(np.asarray(x_test, dtype=np.float32).T, dtype=np.float64)
 
     counts = np.bincount(y, minlength=k).astype(np.float64)
     prior = np.clip(counts / n, PROBA_EPS, 1 - PROBA_EPS)
@@ -76,7 +77,7 @@ def fit_gbt(
         raw = np.repeat((log_prior - log_prior.mean())[:, None], n, axis=1)
         target = np.zeros((k, n))
         target[y, np.arange(n)] = 1.0
-    raw_test = None if xt is None else np.repeat(raw[:, :1], xt.shape[0], axis=1)
+    raw_test = None if xt is None else np.repeat(raw[:, :1], xt.shape[1], axis=1)
     newton_scale = 1.0 if k == 2 else (k - 1) / k
 
     grower = _TreeGrower(x, max_depth)
@@ -98,11 +99,11 @@ def fit_gbt(
             mean_num = num / cnt * newton_scale
             mean_den = den / cnt
             value = np.where(np.abs(mean_den) < 1e-150, 0.0, mean_num / mean_den)
-        value = np.nan_to_num(value.reshape(trees, num_nodes))
-        raw += learning_rate * np.take_along_axis(value, leaf_of, axis=1)
+        value = np.nan_to_num(value)  # flat [trees * num_nodes]
+        raw += learning_rate * np.take(value, flat)
         if raw_test is not None:
             test_leaf = nodes.apply(xt)
-            raw_test += learning_rate * np.take_along_axis(value, test_leaf, axis=1)
+            raw_test += learning_rate * np.take(value, test_leaf + (np.arange(trees) * num_nodes)[:, None])
         split = nodes.root_split
         relevant_trees += int(np.count_nonzero(split))
         importance_sum += nodes.importance.sum(axis=0)
@@ -143,19 +144,21 @@ class _Nodes:
     importance: np.ndarray  # [T, D] unnormalised impurity decrease per feature
     root_split: np.ndarray  # [T] bool: the tree has more than one node
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """Leaf (heap index) of every point in every tree: ``[T, N]``."""
-        trees = self.feature.shape[0]
-        node = np.zeros((trees, x.shape[0]), dtype=np.int64)
-        rows = np.arange(trees)[:, None]
+    def apply(self, xt: np.ndarray) -> np.ndarray:
+        """Leaf (heap index) of every point in every tree: ``[T, N]``; ``xt`` is float64 ``[D, N]``."""
+        trees, m = self.feature.shape
+        n = xt.shape[1]
+        node = np.zeros((trees, n), dtype=np.int64)
+        rows = np.arange(trees)[:, None] * m
+        columns = np.arange(n)
         while True:
-            feat = self.feature[rows, node]
+            flat = node + rows
+            feat = np.take(self.feature, flat)
             internal = feat >= 0
             if not internal.any():
                 return node
-            thr = self.threshold[rows, node]
-            values = x[np.arange(x.shape[0])[None, :], np.maximum(feat, 0)].astype(np.float64)
-            child = 2 * node + np.where(values <= thr, 1, 2)
+            values = np.take(xt, np.maximum(feat, 0) * n + columns)
+            child = 2 * node + np.where(values <= np.take(self.threshold, flat), 1, 2)
             node = np.where(internal, child, node)
 
 
@@ -213,8 +216,9 @@ class _TreeGrower:
             can_split = open_[:, first : first + slots] & (cnt >= 2) & (impurity > EPSILON)
             if not can_split.any():
                 break
-            slot_of = np.minimum(key, slots - 1)
-            active = np.where((key < slots) & can_split[rows, slot_of], key, slots).astype(np.int8)
+            # per-sample lookups of per-node values, as flat takes (fancy indexing is slow here)
+            flat_slot = np.minimum(key, slots - 1) + rows * slots
+            active = np.where((key < slots) & np.take(can_split, flat_slot), key, slots).astype(np.uint8)
             counts = np.where(can_split, cnt, 0).astype(np.int64)
             counts = np.concatenate([counts, n - counts.sum(axis=1, keepdims=True)], axis=1)
             gains = np.full((d, t, slots), -np.inf)
@@ -249,18 +253,17 @@ class _TreeGrower:
             open_[tt, 2 * heap + 2] = True
             parent = (cnt, impurity, splits, best_feat)
             # route the samples of the split nodes to their children
-            moving = (key < slots) & splits[rows, slot_of]
-            f_of = np.maximum(best_feat[rows, slot_of], 0)
-            values = self.xt64[f_of, np.arange(n)[None, :]]
-            child = 2 * node + np.where(values <= best_thr[rows, slot_of], 1, 2)
+            moving = (key < slots) & np.take(splits, flat_slot)
+            f_of = np.maximum(np.take(best_feat, flat_slot), 0)
+            values = np.take(self.xt64, f_of * n + np.arange(n))
+            child = 2 * node + np.where(values <= np.take(best_thr, flat_slot), 1, 2)
             node = np.where(moving, child, node)
         root_split = feature[:, 0] >= 0
         return node, _Nodes(feature, threshold, importance, root_split)
 
     def _root_split(self, f, res, tot, can):
         """Best root split on feature ``f`` for a chunk of trees: ``(gain [c, 1], position [c, 1])``."""
-        g = res[:, self.order[f]]
-        csum = np.cumsum(g, axis=1)
+        csum = np.cumsum(np.take(res, self.order[f], axis=1), axis=1)
         rs = tot - csum
         csum *= csum
         csum /= self.root_left_cnt
@@ -286,7 +289,8 @@ class _TreeGrower:
         """
         c, n = res.shape
         order = self.order[f]
-        perm = np.argsort(active[:, order], axis=1, kind="stable")  # by node, then by the feature
+        # by node, then by the feature (np.take along an axis is much faster than fancy indexing here)
+        perm = np.argsort(np.take(active, order, axis=1), axis=1, kind="stable")
         rowoff = (np.arange(c) * n)[:, None]
         g = np.take(res, order[perm] + rowoff)
         starts = np.cumsum(counts, axis=1) - counts  # [c, slots+1]: where each node begins
