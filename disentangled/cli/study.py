@@ -61,6 +61,7 @@ def run(
     workers: Optional[int] = typer.Option(None, "--workers", help="Parallel runs (default: the number of cores)."),
     only: Optional[List[int]] = typer.Option(None, "--only", help="Only these model numbers (repeatable)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="PyTorch threads per run (default: cores / workers)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per run before it is left failed."),
     force: bool = typer.Option(False, "--force", help="Adopt a study directory made by another spec."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -74,7 +75,7 @@ def run(
     s.run_configs()  # validates every run and refuses collisions before anything starts
     claim_study_dir(out, s, force=force)
     results = run_study(s, out, executor=executor, workers=workers, only=only, max_attempts=max_attempts,
-                        address=address, progress=progress, echo=console.print)
+                        address=address, threads=threads, progress=progress, echo=console.print)
     failed = [r for r in results if r["status"] == "failed"]
     console.print(f"study {s.name}: {len(results) - len(failed)} runs processed, {len(failed)} failed; results in {out}")
     if failed:

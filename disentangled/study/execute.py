@@ -8,7 +8,9 @@
 Whatever the executor, a run is processed by :func:`process_run`, which takes the run's
 lock, skips the stages already done, resumes training from its last checkpoint, and
 records a failure with its reason rather than stopping the study. The collected table is
-therefore the same whichever executor ran it.
+therefore the same whichever executor ran it, bit for bit when each run gets the same
+number of threads (``threads``); a different thread count changes how floating-point
+sums are split and so the last digits of the training losses.
 """
 
 from __future__ import annotations
@@ -86,10 +88,15 @@ def run_study(
     only: list[int] | None = None,
     max_attempts: int = 3,
     address: str | None = None,
+    threads: int | None = None,
     progress: bool = True,
     echo=print,
 ) -> list[dict]:
-    """Process every unfinished run (retrying failures up to ``max_attempts``)."""
+    """Process every unfinished run (retrying failures up to ``max_attempts``).
+
+    ``threads`` is the number of PyTorch threads each run uses (default: the cores shared
+    evenly among the workers).
+    """
     from tqdm import tqdm
 
     if executor not in EXECUTORS:
@@ -99,8 +106,12 @@ def run_study(
     results: list[dict] = []
     bar = tqdm(total=total, initial=total - len(todo), desc=f"study {spec.name}", unit="run", disable=not progress)
     spec_dict = spec.to_dict()
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
     workers = workers or max(1, min(len(todo), (os.cpu_count() or 1)))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
 
     def finished(result: dict) -> None:
         results.append(result)
@@ -118,8 +129,7 @@ def run_study(
             if not todo:
                 break
             if executor == "inline":
-                for n in todo:
-                    finished(process_run(str(study_dir), n, spec_dict))
+                _run_inline(study_dir, todo, spec_dict, threads, finished)
             elif executor == "local":
                 _run_local(study_dir, todo, spec_dict, workers, threads, finished)
             else:
@@ -127,6 +137,17 @@ def run_study(
             todo = [r["model_num"] for r in results[-len(todo):] if r["status"] == "failed"
                     and attempts(run_dir(study_dir, r["model_num"])) < max_attempts]
     return results
+
+
+def _run_inline(study_dir, todo, spec_dict, threads, finished) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        for n in todo:
+            finished(process_run(str(study_dir), n, spec_dict, threads))
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run_local(study_dir, todo, spec_dict, workers, threads, finished) -> None:

@@ -36,6 +36,7 @@ def run_tiny(tmp_path, name, executor, **kwargs):
     spec = tiny_spec()
     out = tmp_path / name
     claim_study_dir(out, spec)
+    kwargs.setdefault("threads", 1)  # same thread count in every executor: tables equal bit for bit
     results = run_study(spec, out, executor=executor, progress=False, echo=lambda s: None, **kwargs)
     return out, results
 
