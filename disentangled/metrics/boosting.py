@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 FEATURE_THRESHOLD = np.float32(1e-7)  # scikit-learn: values closer than this are not split apart
@@ -62,6 +63,8 @@ def fit_gbt(
     k = classes.size
     if k < 2:
         raise ValueError(f"boosted trees need at least 2 classes, got {k}")
+    if not 1 <= max_depth <= 7:
+        raise ValueError(f"max_depth must be between 1 and 7, got {max_depth}")
     # test points as float64 [D, N]: float32 values compared with float64 thresholds, as scikit-learn does
     xt = None if x_test is None else np.ascontiguousarray(np.asarray(x_test, dtype=np.float32).T, dtype=np.float64)
 
@@ -165,14 +168,11 @@ class _Nodes:
 class _TreeGrower:
     """Grows depth-limited least-squares regression trees on fixed features, many at once.
 
-    Each feature is sorted once. At depth 0 every tree scans the same sorted order; deeper,
-    each tree's samples are grouped by node with a stable sort on the node index (which
-    keeps them sorted by the feature within a node), so one running sum per tree gives the
-    left-hand sums of every candidate split of every node. Trees are processed in small
-    chunks so that the working arrays stay in the processor's cache.
+    Each feature is sorted once. At every depth one compiled pass per (feature, tree) walks
+    the samples in that feature's order and keeps a running sum per node, so every
+    candidate split of every node at that depth is scored in O(N) (:func:`_split_search`);
+    scikit-learn sorts each feature again in every node.
     """
-
-    chunk_elements = 40_000
 
     def __init__(self, x: np.ndarray, max_depth: int):
         self.x = x
@@ -180,14 +180,7 @@ class _TreeGrower:
         self.max_depth = int(max_depth)
         self.order = np.argsort(x, axis=0, kind="stable").T.copy()  # [D, N]
         self.sorted_x = np.take_along_axis(x.T, self.order, axis=1)  # [D, N] float32
-        # sorted positions j after which a split is allowed at the root
-        valid = self.sorted_x[:, 1:] > self.sorted_x[:, :-1] + FEATURE_THRESHOLD
-        self.root_invalid = [np.flatnonzero(~valid[f]) for f in range(self.d)]
-        self.has_ties = [bool(r.size) for r in self.root_invalid]
         self.xt64 = x.T.astype(np.float64)  # [D, N]
-        left = np.arange(1, self.n + 1, dtype=np.float64)
-        self.root_left_cnt = left
-        self.root_right_cnt = self.n - left
 
     def grow(self, residual: np.ndarray, tie_rng: np.random.Generator):
         t, n = residual.shape
@@ -199,14 +192,11 @@ class _TreeGrower:
         node = np.zeros((t, n), dtype=np.int64)  # heap node of every sample
         open_ = np.zeros((t, m), dtype=bool)
         open_[:, 0] = True
-        sq = residual * residual
-        rows = np.arange(t)[:, None]
-        chunk = max(1, self.chunk_elements // max(n, 1))
+        residual_t = np.ascontiguousarray(residual.T)
         parent = None  # (cnt, impurity, split mask, best feature) of the previous depth
         for depth in range(self.max_depth + 1):
             first, slots = 2**depth - 1, 2**depth
-            key = np.where(node >= first, node - first, slots)  # samples in leaves above: "slots"
-            cnt, tot, tot_sq = _slot_sums(key, residual, sq, slots)
+            cnt, tot, tot_sq = _node_sums(node, residual, first, slots)
             with np.errstate(divide="ignore", invalid="ignore"):
                 impurity = tot_sq / cnt - (tot / cnt) ** 2
             if parent is not None:
@@ -216,32 +206,10 @@ class _TreeGrower:
             can_split = open_[:, first : first + slots] & (cnt >= 2) & (impurity > EPSILON)
             if not can_split.any():
                 break
-            # per-sample lookups of per-node values, as flat takes (fancy indexing is slow here)
-            flat_slot = np.minimum(key, slots - 1) + rows * slots
-            active = np.where((key < slots) & np.take(can_split, flat_slot), key, slots).astype(np.uint8)
-            counts = np.where(can_split, cnt, 0).astype(np.int64)
-            counts = np.concatenate([counts, n - counts.sum(axis=1, keepdims=True)], axis=1)
-            gains = np.full((d, t, slots), -np.inf)
-            positions = np.zeros((d, t, slots), dtype=np.int64)
-            thresholds = np.zeros((d, t, slots))
-            for lo in range(0, t, chunk):
-                sl = slice(lo, min(t, lo + chunk))
-                if not can_split[sl].any():
-                    continue
-                res_c = np.ascontiguousarray(residual[sl])
-                for f in range(d):
-                    if slots == 1:
-                        gains[f, sl], positions[f, sl], thresholds[f, sl] = self._root_split(
-                            f, res_c, tot[sl], can_split[sl, 0]
-                        )
-                    else:
-                        gains[f, sl], positions[f, sl], thresholds[f, sl] = self._deep_split(
-                            f, res_c, active[sl], slots, cnt[sl], tot[sl], counts[sl]
-                        )
+            slot_t = _active_slots(node, can_split, first)
+            gains, thresholds = _split_search(self.order, self.sorted_x, residual_t, slot_t, cnt, tot)
             best_feat = _pick_feature(gains, tie_rng)
-            rows_t = np.arange(t)[:, None]
-            cols_s = np.arange(slots)[None, :]
-            best_thr = thresholds[np.maximum(best_feat, 0), rows_t, cols_s]
+            best_thr = np.take_along_axis(thresholds, np.maximum(best_feat, 0)[None], axis=0)[0]
             splits = can_split & (best_feat >= 0)
             if not splits.any():
                 break
@@ -252,107 +220,116 @@ class _TreeGrower:
             open_[tt, 2 * heap + 1] = True
             open_[tt, 2 * heap + 2] = True
             parent = (cnt, impurity, splits, best_feat)
-            # route the samples of the split nodes to their children
-            moving = (key < slots) & np.take(splits, flat_slot)
-            f_of = np.maximum(np.take(best_feat, flat_slot), 0)
-            values = np.take(self.xt64, f_of * n + np.arange(n))
-            child = 2 * node + np.where(values <= np.take(best_thr, flat_slot), 1, 2)
-            node = np.where(moving, child, node)
+            _route(node, slot_t, splits, best_feat, best_thr, self.xt64)
         root_split = feature[:, 0] >= 0
         return node, _Nodes(feature, threshold, importance, root_split)
 
-    def _root_split(self, f, res, tot, can):
-        """Best root split on feature ``f`` for a chunk of trees: ``(gain [c, 1], position [c, 1])``."""
-        csum = np.cumsum(np.take(res, self.order[f], axis=1), axis=1)
-        rs = tot - csum
-        csum *= csum
-        csum /= self.root_left_cnt
-        rs *= rs
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rs /= self.root_right_cnt
-        csum += rs
-        csum[:, -1] = -np.inf
-        csum[:, self.root_invalid[f]] = -np.inf
-        j = np.argmax(csum, axis=1)
-        gain = csum[np.arange(csum.shape[0]), j]
-        gain[~can] = -np.inf
-        xs = self.sorted_x[f]
-        thr = _midpoint(xs[j], xs[np.minimum(j + 1, len(xs) - 1)])
-        return gain[:, None], j[:, None], thr[:, None]
 
-    def _deep_split(self, f, res, active, slots, cnt, tot, counts):
-        """Best split on feature ``f`` of every active node of a chunk of trees.
-
-        ``active`` holds each sample's node slot (``slots`` for samples not being split),
-        ``counts`` the number of samples per slot ``[c, slots+1]``. Returns
-        ``(gain, position within the node, threshold)``, each ``[c, slots]``.
-        """
-        c, n = res.shape
-        order = self.order[f]
-        # by node, then by the feature (np.take along an axis is much faster than fancy indexing here)
-        perm = np.argsort(np.take(active, order, axis=1), axis=1, kind="stable")
-        rowoff = (np.arange(c) * n)[:, None]
-        g = np.take(res, order[perm] + rowoff)
-        starts = np.cumsum(counts, axis=1) - counts  # [c, slots+1]: where each node begins
-        flat_counts = counts.ravel()
-        csum = np.cumsum(g, axis=1)
-        # running sums restarted at every node: subtract the running sum before its start
-        base = np.where(starts > 0, np.take_along_axis(csum, np.maximum(starts - 1, 0), axis=1), 0.0)
-        ls = csum
-        ls -= np.repeat(base.ravel(), flat_counts).reshape(c, n)
-        lc = np.arange(1, n + 1, dtype=np.float64) - np.repeat(starts.ravel(), flat_counts).reshape(c, n)
-        tot_ext = np.concatenate([tot, np.zeros((c, 1))], axis=1)
-        cnt_ext = np.concatenate([cnt, np.zeros((c, 1))], axis=1)
-        rs = np.repeat(tot_ext.ravel(), flat_counts).reshape(c, n) - ls
-        rc = np.repeat(cnt_ext.ravel(), flat_counts).reshape(c, n) - lc
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ls *= ls
-            ls /= lc
-            rs *= rs
-            rs /= rc
-        gain = ls
-        gain += rs
-        gflat = gain.ravel()
-        # the last sample of a node leaves nothing on the right
-        occupied = counts[:, :slots] > 0
-        ends = (starts + counts - 1 + rowoff)[:, :slots][occupied]
-        gflat[ends] = -np.inf
-        if self.has_ties[f]:  # values closer than FEATURE_THRESHOLD are not split apart
-            xsorted = self.sorted_x[f][perm]
-            tied = np.zeros((c, n), dtype=bool)
-            tied[:, :-1] = xsorted[:, 1:] <= xsorted[:, :-1] + FEATURE_THRESHOLD
-            gain[tied] = -np.inf
-        # first maximum of every node (scikit-learn keeps the first of equal gains)
-        seg_starts = (starts + rowoff).ravel()
-        nonempty = flat_counts > 0
-        seg_max = np.full(c * (slots + 1), -np.inf)
-        with np.errstate(invalid="ignore"):
-            seg_max[nonempty] = np.maximum.reduceat(gflat, seg_starts[nonempty])
-        seg_max = seg_max.reshape(c, slots + 1)
-        seg_max[:, slots] = np.inf  # samples not being split never match
-        best_gain = np.full((c, slots), -np.inf)
-        best_pos = np.zeros((c, slots), dtype=np.int64)
-        thr = np.zeros((c, slots))
-        tt, ss = np.nonzero(np.isfinite(seg_max[:, :slots]))
-        if tt.size:
-            per_pos = np.repeat(seg_max.ravel(), flat_counts)
-            cand = np.flatnonzero(gflat == per_pos)
-            begin = seg_starts.reshape(c, slots + 1)[tt, ss]
-            first = cand[np.searchsorted(cand, begin)]
-            best_pos[tt, ss] = first - begin
-            best_gain[tt, ss] = seg_max[tt, ss]
-            xs = self.sorted_x[f]
-            flat_perm = perm.ravel()
-            thr[tt, ss] = _midpoint(xs[flat_perm[first]], xs[flat_perm[first + 1]])
-        return best_gain, best_pos, thr
+@numba.njit(cache=True, nogil=True)
+def _node_sums(node, residual, first, slots):
+    """Count, sum and sum of squares of the residuals in every node of one depth: ``[T, S]`` each."""
+    t, n = node.shape
+    cnt = np.zeros((t, slots))
+    tot = np.zeros((t, slots))
+    tot_sq = np.zeros((t, slots))
+    for tree in range(t):
+        for i in range(n):
+            slot = node[tree, i] - first
+            if 0 <= slot < slots:
+                r = residual[tree, i]
+                cnt[tree, slot] += 1.0
+                tot[tree, slot] += r
+                tot_sq[tree, slot] += r * r
+    return cnt, tot, tot_sq
 
 
-def _midpoint(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """scikit-learn's threshold: ``lo / 2 + hi / 2`` in float64, or ``lo`` if that rounds to ``hi``."""
-    lo = np.asarray(lo, dtype=np.float64)
-    hi = np.asarray(hi, dtype=np.float64)
-    thr = lo / 2.0 + hi / 2.0
-    return np.where((thr == hi) | ~np.isfinite(thr), lo, thr)
+@numba.njit(cache=True, nogil=True)
+def _active_slots(node, can_split, first):
+    """Each sample's node at this depth, sample-major ``[N, T]`` int8 (compact: the split search
+    reads one row per sample); -1 unless its node is being split. Depths up to 7 fit."""
+    t, n = node.shape
+    slots = can_split.shape[1]
+    out = np.full((n, t), -1, dtype=np.int8)
+    for tree in range(t):
+        for i in range(n):
+            slot = node[tree, i] - first
+            if 0 <= slot < slots and can_split[tree, slot]:
+                out[i, tree] = slot
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _route(node, slot_t, splits, best_feat, best_thr, xt64):
+    """Send the samples of the nodes just split to their children (in place)."""
+    t, n = node.shape
+    for i in range(n):
+        for tree in range(t):
+            slot = slot_t[i, tree]
+            if slot >= 0 and splits[tree, slot]:
+                go_left = xt64[best_feat[tree, slot], i] <= best_thr[tree, slot]
+                node[tree, i] = 2 * node[tree, i] + (1 if go_left else 2)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _split_search(order, sorted_x, residual_t, slot_t, cnt, tot):
+    """Best split of every open node on every feature: ``(gain [D, T, S], threshold [D, T, S])``.
+
+    ``order``/``sorted_x`` ``[D, N]``: each feature's sorting permutation and sorted float32
+    values; ``residual_t`` ``[N, T]``: the residuals, sample-major; ``slot_t`` ``[N, T]``: each
+    sample's node at this depth (-1 for samples of nodes not being split); ``cnt``/``tot``
+    ``[T, S]``: count and residual sum per node. The gain is scikit-learn's Friedman-MSE
+    proxy, ``(n_r s_l - n_l s_r)^2 / (n_l n_r)``, with the left sums accumulated sample by
+    sample in the feature's order as scikit-learn does; a split lies between two consecutive
+    distinct values of a node (more than ``FEATURE_THRESHOLD`` apart), at scikit-learn's
+    midpoint; of equal gains the first (lowest threshold) is kept. -inf where a node has no
+    valid split.
+    """
+    d, n = order.shape
+    t, s = cnt.shape
+    gain = np.full((d, t, s), -np.inf)
+    thr = np.zeros((d, t, s))
+    left_sum = np.zeros((t, s))
+    left_cnt = np.zeros((t, s))
+    last_x = np.zeros((t, s), dtype=np.float32)
+    best = np.zeros((t, s))
+    best_i = np.zeros((t, s), dtype=np.int64)
+    best_lo = np.zeros((t, s), dtype=np.float32)
+    eps = np.float32(1e-7)  # FEATURE_THRESHOLD
+    for f in range(d):
+        left_sum[:] = 0.0
+        left_cnt[:] = 0.0
+        best[:] = -np.inf
+        best_i[:] = -1
+        for i in range(n):
+            sample = order[f, i]
+            xv = sorted_x[f, i]
+            slots_i = slot_t[sample]
+            res_i = residual_t[sample]
+            for tree in range(t):
+                node = slots_i[tree]
+                if node < 0:
+                    continue
+                lc = left_cnt[tree, node]
+                ls = left_sum[tree, node]
+                rc = cnt[tree, node] - lc
+                diff = rc * ls - lc * (tot[tree, node] - ls)
+                g = diff * diff / (lc * rc)  # inf/nan when lc == 0: never a candidate then
+                if lc > 0.0 and xv > last_x[tree, node] + eps and g > best[tree, node]:
+                    best[tree, node] = g
+                    best_i[tree, node] = i
+                    best_lo[tree, node] = last_x[tree, node]
+                left_sum[tree, node] = ls + res_i[tree]
+                left_cnt[tree, node] = lc + 1.0
+                last_x[tree, node] = xv
+        for tree in range(t):
+            for node in range(s):
+                if best_i[tree, node] >= 0:
+                    gain[f, tree, node] = best[tree, node]
+                    lo = np.float64(best_lo[tree, node])
+                    hi = np.float64(sorted_x[f, best_i[tree, node]])
+                    mid = lo / 2.0 + hi / 2.0
+                    thr[f, tree, node] = lo if (mid == hi or not np.isfinite(mid)) else mid
+    return gain, thr
 
 
 def _pick_feature(gains: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -366,17 +343,6 @@ def _pick_feature(gains: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.where(np.isfinite(best), np.argmax(gains, axis=0), -1)
     priority = np.where(tied, rng.random(gains.shape), -1.0)
     return np.where(np.isfinite(best), np.argmax(priority, axis=0), -1)
-
-
-def _slot_sums(key, residual, sq, slots):
-    """Count, sum and sum of squares of the residuals of every (tree, slot)."""
-    t = key.shape[0]
-    size = slots + 1
-    flat = (key + (np.arange(t) * size)[:, None]).ravel()
-    cnt = np.bincount(flat, minlength=t * size).reshape(t, size)[:, :slots].astype(np.float64)
-    tot = np.bincount(flat, weights=residual.ravel(), minlength=t * size).reshape(t, size)[:, :slots]
-    tot_sq = np.bincount(flat, weights=sq.ravel(), minlength=t * size).reshape(t, size)[:, :slots]
-    return cnt, tot, tot_sq
 
 
 def _add_importance(importance, parent, cnt, impurity):
