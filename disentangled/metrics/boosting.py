@@ -170,8 +170,9 @@ class _TreeGrower:
 
     Each feature is sorted once. At every depth one compiled pass per (feature, tree) walks
     the samples in that feature's order and keeps a running sum per node, so every
-    candidate split of every node at that depth is scored in O(N) (:func:`_split_search`);
-    scikit-learn sorts each feature again in every node.
+    candidate split of every node at that depth is scored in O(N) (:func:`_split_search`,
+    and :func:`_root_split_search` for the roots); scikit-learn sorts each feature again in
+    every node.
     """
 
     def __init__(self, x: np.ndarray, max_depth: int):
@@ -207,7 +208,12 @@ class _TreeGrower:
             if not can_split.any():
                 break
             slot_t = _active_slots(node, can_split, first)
-            gains, thresholds = _split_search(self.order, self.sorted_x, residual_t, slot_t, cnt, tot)
+            if depth == 0:  # one node per tree: a plain vector loop over the trees
+                gains, thresholds = _root_split_search(
+                    self.order, self.sorted_x, residual_t, can_split[:, 0], cnt[:, 0], tot[:, 0]
+                )
+            else:
+                gains, thresholds = _split_search(self.order, self.sorted_x, residual_t, slot_t, cnt, tot)
             best_feat = _pick_feature(gains, tie_rng)
             best_thr = np.take_along_axis(thresholds, np.maximum(best_feat, 0)[None], axis=0)[0]
             splits = can_split & (best_feat >= 0)
@@ -329,6 +335,61 @@ def _split_search(order, sorted_x, residual_t, slot_t, cnt, tot):
                     hi = np.float64(sorted_x[f, best_i[tree, node]])
                     mid = lo / 2.0 + hi / 2.0
                     thr[f, tree, node] = lo if (mid == hi or not np.isfinite(mid)) else mid
+    return gain, thr
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _root_split_search(order, sorted_x, residual_t, active, cnt, tot):
+    """:func:`_split_search` for the roots (depth 0), bit for bit: ``(gain [D, T, 1], threshold [D, T, 1])``.
+
+    ``active`` ``[T]``: whether each tree's root is being split; ``cnt``/``tot`` ``[T]``: its
+    count and residual sum. Every sample lies in the one node of every tree, so the node's
+    left count before the ``i``-th sample is ``i`` and the previous value is the previous
+    sample's in the feature's order, the same for all trees: whether position ``i`` is a
+    candidate split (``i > 0`` and a gap wider than ``FEATURE_THRESHOLD``) is decided once
+    per sample, and the per-tree work -- the proxy of every tree, the running maximum kept
+    with selects, the running left sums -- is a branch-free loop over contiguous arrays that
+    the compiler vectorises. The arithmetic is the same as :func:`_split_search`'s, term by
+    term, so gains and thresholds are identical.
+    """
+    d, n = order.shape
+    t = cnt.shape[0]
+    gain = np.full((d, t, 1), -np.inf)
+    thr = np.zeros((d, t, 1))
+    c = cnt.copy()
+    tt = tot.copy()
+    left_sum = np.zeros(t)
+    best = np.zeros(t)
+    best_i = np.zeros(t, dtype=np.int64)
+    eps = np.float32(1e-7)  # FEATURE_THRESHOLD
+    for f in range(d):
+        left_sum[:] = 0.0
+        best[:] = -np.inf
+        best_i[:] = -1
+        prev = np.float32(0.0)
+        for i in range(n):
+            xv = sorted_x[f, i]
+            res_i = residual_t[order[f, i]]
+            if i > 0 and xv > prev + eps:
+                lc = np.float64(i)
+                for tree in range(t):
+                    ls = left_sum[tree]
+                    rc = c[tree] - lc
+                    diff = rc * ls - lc * (tt[tree] - ls)
+                    g = diff * diff / (lc * rc)
+                    better = g > best[tree]
+                    best[tree] = g if better else best[tree]
+                    best_i[tree] = i if better else best_i[tree]
+            for tree in range(t):
+                left_sum[tree] += res_i[tree]
+            prev = xv
+        for tree in range(t):
+            if active[tree] and best_i[tree] >= 0:
+                gain[f, tree, 0] = best[tree]
+                lo = np.float64(sorted_x[f, best_i[tree] - 1])
+                hi = np.float64(sorted_x[f, best_i[tree]])
+                mid = lo / 2.0 + hi / 2.0
+                thr[f, tree, 0] = lo if (mid == hi or not np.isfinite(mid)) else mid
     return gain, thr
 
 
