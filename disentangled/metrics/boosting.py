@@ -93,11 +93,7 @@ def fit_gbt(
         # Newton step per leaf: mean(residual) * scale / mean(p (1 - p))
         num_nodes = nodes.feature.shape[1]
         flat = leaf_of + (np.arange(trees) * num_nodes)[:, None]
-        size = trees * num_nodes
-        cnt = np.bincount(flat.ravel(), minlength=size).astype(np.float64)
-        num = np.bincount(flat.ravel(), weights=residual.ravel(), minlength=size)
-        p_leaf = target - residual
-        den = np.bincount(flat.ravel(), weights=(p_leaf * (1 - p_leaf)).ravel(), minlength=size)
+        cnt, num, den = _leaf_sums(leaf_of, residual, target, num_nodes)
         with np.errstate(divide="ignore", invalid="ignore"):
             mean_num = num / cnt * newton_scale
             mean_den = den / cnt
@@ -149,20 +145,21 @@ class _Nodes:
 
     def apply(self, xt: np.ndarray) -> np.ndarray:
         """Leaf (heap index) of every point in every tree: ``[T, N]``; ``xt`` is float64 ``[D, N]``."""
-        trees, m = self.feature.shape
-        n = xt.shape[1]
-        node = np.zeros((trees, n), dtype=np.int64)
-        rows = np.arange(trees)[:, None] * m
-        columns = np.arange(n)
-        while True:
-            flat = node + rows
-            feat = np.take(self.feature, flat)
-            internal = feat >= 0
-            if not internal.any():
-                return node
-            values = np.take(xt, np.maximum(feat, 0) * n + columns)
-            child = 2 * node + np.where(values <= np.take(self.threshold, flat), 1, 2)
-            node = np.where(internal, child, node)
+        return _apply(self.feature, self.threshold, xt)
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply(feature, threshold, xt):
+    t = feature.shape[0]
+    n = xt.shape[1]
+    leaf = np.zeros((t, n), dtype=np.int64)
+    for tree in range(t):
+        for i in range(n):
+            node = 0
+            while feature[tree, node] >= 0:
+                node = 2 * node + (1 if xt[feature[tree, node], i] <= threshold[tree, node] else 2)
+            leaf[tree, i] = node
+    return leaf
 
 
 class _TreeGrower:
@@ -229,6 +226,24 @@ class _TreeGrower:
             _route(node, slot_t, splits, best_feat, best_thr, self.xt64)
         root_split = feature[:, 0] >= 0
         return node, _Nodes(feature, threshold, importance, root_split)
+
+
+@numba.njit(cache=True, nogil=True)
+def _leaf_sums(leaf, residual, target, num_nodes):
+    """Per (tree, node), flat ``[T * M]``: sample count, residual sum and sum of ``p (1 - p)``
+    with ``p = target - residual`` as scikit-learn computes it (summed in sample order)."""
+    t, n = leaf.shape
+    cnt = np.zeros(t * num_nodes)
+    num = np.zeros(t * num_nodes)
+    den = np.zeros(t * num_nodes)
+    for tree in range(t):
+        for i in range(n):
+            j = tree * num_nodes + leaf[tree, i]
+            cnt[j] += 1.0
+            num[j] += residual[tree, i]
+            p = target[tree, i] - residual[tree, i]
+            den[j] += p * (1.0 - p)
+    return cnt, num, den
 
 
 @numba.njit(cache=True, nogil=True)
