@@ -2,8 +2,8 @@
 
 For each objective: the project's step (batch drawn from the data set, loss terms, backward,
 Adam) and a plain loop of the same conv network and Bernoulli + beta-KL loss written here
-from scratch, alternated round by round so both see the same machine load. Also the share
-of a step spent drawing the batch. Prints a Markdown table for docs/benchmarks.md.
+from scratch (for FactorVAE with its discriminator and second Adam too), alternated round
+by round so both see the same machine load. Also the share of a step spent drawing the batch. Prints a Markdown table for docs/benchmarks.md.
 
     .venv/bin/python benchmarks/train_step.py --rounds 5 --steps 20
 """
@@ -52,9 +52,21 @@ class PlainDecoder(nn.Module):
         return self.deconvs(self.fc(z).view(-1, 64, 4, 4))
 
 
-def plain_step_fn(batch_size):
+def plain_discriminator(d=10):
+    layers, width = [], d
+    for _ in range(6):
+        layers += [nn.Linear(width, 1000), nn.LeakyReLU(0.2)]
+        width = 1000
+    return nn.Sequential(*layers, nn.Linear(1000, 2))
+
+
+def plain_step_fn(batch_size, discriminator=False):
+    """The plain loop; with ``discriminator`` it also trains FactorVAE's discriminator (6 x 1000,
+    its own Adam) on the same batch and adds the gamma-weighted TC estimate to the loss."""
     enc, dec = PlainEncoder(), PlainDecoder()
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-4)
+    disc = plain_discriminator() if discriminator else None
+    opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.9)) if discriminator else None
     x = (torch.rand(batch_size, 1, 64, 64) < 0.1).float()
 
     def step():
@@ -63,8 +75,19 @@ def plain_step_fn(batch_size):
         recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").sum((1, 2, 3)).mean()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1).sum(1).mean()
         loss = recon + kl
+        if disc is not None:
+            logits = disc(z)
+            loss = loss + 10.0 * (logits[:, 0] - logits[:, 1]).mean()
+            zd = z.detach()
+            shuffled = torch.stack([zd[torch.randperm(len(zd)), j] for j in range(zd.shape[1])], dim=1)
+            ones, zeros = torch.zeros(len(zd), dtype=torch.long), torch.ones(len(zd), dtype=torch.long)
+            d_loss = 0.5 * (F.cross_entropy(disc(zd), ones) + F.cross_entropy(disc(shuffled), zeros))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if disc is not None:
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
         opt.step()
 
     return step
@@ -118,8 +141,9 @@ def main():
     print(f"# train_step: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("| objective | ours ms/step | plain ms/step | ratio | batch draw share |")
     print("|---|---|---|---|---|")
-    plain = plain_step_fn(args.batch_size)
+    plain_vae, plain_factor = plain_step_fn(args.batch_size), plain_step_fn(args.batch_size, discriminator=True)
     for objective in args.objectives:
+        plain = plain_factor if objective == "factor_vae" else plain_vae
         ours, counter = our_step_fn(objective, args.batch_size, args.source)
         ratios, o_ms, p_ms = [], [], []
         counter["draw"], counter["step"] = 0.0, 0

@@ -63,6 +63,12 @@ def run(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="PyTorch threads per run (default: cores / workers)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per run before it is left failed."),
+    ensemble: Optional[int] = typer.Option(
+        None, "--ensemble", min=1,
+        help="Train up to N runs that differ only in seed and objective hyperparameters together as one "
+             "vectorised model, then evaluate each. Default: 32 when a GPU is available (then --workers "
+             "defaults to 1), else 1 (each run alone). On the CPU results are the same bit for bit; on a GPU "
+             "each step agrees to float32 rounding. See docs/ensembles.md."),
     force: bool = typer.Option(False, "--force", help="Adopt a study directory made by another spec."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -75,7 +81,7 @@ def run(
     s.run_configs()  # validates every run and refuses collisions before anything starts
     claim_study_dir(out, s, force=force)
     results = run_study(s, out, executor=executor, workers=workers, only=only, max_attempts=max_attempts,
-                        address=address, threads=threads, progress=progress, echo=console.print)
+                        address=address, threads=threads, ensemble=ensemble, progress=progress, echo=console.print)
     failed = [r for r in results if r["status"] == "failed"]
     console.print(f"study {s.name}: {len(results) - len(failed)} runs processed, {len(failed)} failed; results in {out}")
     if failed:

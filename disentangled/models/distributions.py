@@ -5,7 +5,10 @@ serve a stack of models: ``mean`` of shape ``[B, D]`` for one model or ``[M, B, 
 ``M`` models trained side by side. ``B`` is always the batch axis (second to last) and ``D``
 the latent axis (last).
 
-Randomness is passed in: the functions that sample take a :class:`torch.Generator`.
+Randomness is passed in: the functions that sample take a :class:`torch.Generator`, or, for
+a stack of ``M`` models, a sequence of ``M`` generators: model ``m`` then draws its slice
+from its own generator exactly what it would draw alone (same shape, same order), so a
+model trained in an ensemble sees the noise it sees when trained by itself.
 """
 
 from __future__ import annotations
@@ -32,9 +35,28 @@ def gaussian_log_density(x: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (LOG_2PI + logvar + (x - mean).square() * torch.exp(-logvar))
 
 
-def sample_gaussian(mean: Tensor, logvar: Tensor, *, generator: torch.Generator) -> Tensor:
+def draw(sampler, shape, *, generator, dtype=None, device=None) -> Tensor:
+    """``sampler(shape)`` (``torch.randn``, ``torch.rand``) from one generator, or from one per leading index.
+
+    With a sequence of generators, ``shape[0]`` must equal their number; slice ``m`` is
+    ``sampler(shape[1:], generator=generator[m])``, drawn on the generator's device and
+    moved to ``device``.
+    """
+    if isinstance(generator, torch.Generator):
+        return sampler(shape, generator=generator, dtype=dtype, device=device)
+    generators = list(generator)
+    if not shape or len(generators) != shape[0]:
+        raise ValueError(
+            f"generator: expected a torch.Generator or one generator per model along the leading axis "
+            f"({shape[0] if shape else 'none'}), got {len(generators)} generators"
+        )
+    slices = [sampler(shape[1:], generator=g, dtype=dtype, device=g.device) for g in generators]
+    return torch.stack(slices).to(device)
+
+
+def sample_gaussian(mean: Tensor, logvar: Tensor, *, generator) -> Tensor:
     """One reparameterised sample ``mean + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``."""
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    eps = draw(torch.randn, mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
     return torch.addcmul(mean, torch.exp(0.5 * logvar), eps)
 
 
@@ -82,15 +104,26 @@ def covariance(mean: Tensor) -> Tensor:
     which is the same quantity with less cancellation in float32.
     """
     centred = mean - mean.mean(-2, keepdim=True)
-    return centred.transpose(-1, -2) @ centred / mean.shape[-2]
+    return matmul(centred.transpose(-1, -2), centred) / mean.shape[-2]
 
 
-def permute_dims(z: Tensor, *, generator: torch.Generator) -> Tensor:
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b``; on the CPU with leading axes, one product per leading index.
+
+    The CPU's batched product sums in another order than the product of one matrix, so a
+    stack of models would not compute bit for bit what each model computes alone.
+    """
+    if a.dim() <= 2 or a.device.type != "cpu":
+        return a @ b
+    return torch.stack([matmul(x, y) for x, y in zip(a.unbind(0), b.unbind(0))])
+
+
+def permute_dims(z: Tensor, *, generator) -> Tensor:
     """Permute each latent dimension independently across the batch (FactorVAE's sample of prod_d q(z_d)).
 
     Column ``d`` of the result is a random permutation of column ``d`` of ``z`` (and each
     leading index gets its own permutations). This is dlib's ``shuffle_codes``: the same
     batch is shuffled, not a second batch as in Kim & Mnih (2018), algorithm 1.
     """
-    keys = torch.rand(z.shape, generator=generator, device=z.device)
+    keys = draw(torch.rand, z.shape, generator=generator, device=z.device)
     return torch.gather(z, -2, keys.argsort(dim=-2))

@@ -84,13 +84,15 @@ class VAE(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.encode(x)
 
-    def loss_terms(self, x: Tensor, *, step, generator: torch.Generator) -> dict[str, Tensor]:
+    def loss_terms(self, x: Tensor, *, step, generator) -> dict[str, Tensor]:
         """The batch's loss and the quantities dlib reports, as tensors of shape ``[...]``.
 
         Keys: ``loss`` (minimise over :meth:`vae_parameters`), ``reconstruction``, ``kl``,
         ``regularizer``, ``elbo`` and, with a discriminator, ``discriminator_loss``
         (minimise over :meth:`discriminator_parameters`). ``step`` is the number of
-        completed updates; ``generator`` draws the posterior sample (and the permutation).
+        completed updates; ``generator`` draws the posterior sample (and the permutation):
+        a :class:`torch.Generator`, or one per model for a stack of models
+        (:mod:`~disentangled.models.stacked`).
         """
         mean, logvar = self.encoder(x)
         z = sample_gaussian(mean, logvar, generator=generator)

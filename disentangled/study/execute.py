@@ -11,6 +11,14 @@ records a failure with its reason rather than stopping the study. The collected 
 therefore the same whichever executor ran it, bit for bit when each run gets the same
 number of threads (``threads``); a different thread count changes how floating-point
 sums are split and so the last digits of the training losses.
+
+Ensembles (``ensemble > 1``): pending runs that differ only in seed and the objective's
+numeric hyperparameters are grouped, in model-number order, into ensembles of up to
+``ensemble`` members (:func:`ensemble_jobs`); :func:`process_ensemble` takes every
+member's run lock, trains the members that need it as one vectorised model
+(:func:`~disentangled.train.ensemble.train_ensemble`) and then evaluates each member as
+:func:`process_run` does. On the CPU the table is then the same bit for bit; on a GPU
+each training step agrees to float32 rounding (see docs/ensembles.md).
 """
 
 from __future__ import annotations
@@ -60,6 +68,87 @@ def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | 
     return {"model_num": model_num, "status": "done", "reason": "", "seconds": time.perf_counter() - start}
 
 
+def default_ensemble() -> int:
+    """Members per ensemble when ``--ensemble`` is not given: 32 with a GPU, 1 (no ensembles) without."""
+    import torch
+
+    return 32 if torch.cuda.is_available() else 1
+
+
+def ensemble_jobs(spec: StudySpec, todo: list[int], size: int) -> list[list[int]]:
+    """``todo`` grouped into lists of up to ``size`` runs that can train as one ensemble."""
+    if size <= 1:
+        return [[n] for n in todo]
+    from ..train.ensemble import stack_key
+
+    groups: dict[str, list[int]] = {}
+    for n in todo:
+        groups.setdefault(stack_key(spec.run_config(n)), []).append(n)
+    jobs = [nums[i:i + size] for nums in groups.values() for i in range(0, len(nums), size)]
+    return sorted(jobs, key=lambda job: job[0])
+
+
+def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, threads: int | None = None) -> list[dict]:
+    """Train ``model_nums`` as one ensemble, then evaluate each; one result per run, as :func:`process_run`."""
+    import contextlib
+
+    from .spec import from_mapping
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    spec = from_mapping(spec_dict)
+    study_dir = Path(study_dir)
+    start = time.perf_counter()
+    results: dict[int, dict] = {}
+    with contextlib.ExitStack() as stack:
+        mine = []
+        for n in model_nums:
+            run = run_dir(study_dir, n)
+            if not stack.enter_context(run_lock(run)):
+                results[n] = {"model_num": n, "status": "busy", "reason": "another process holds this run", "seconds": 0.0}
+            elif is_complete(study_dir, spec, n):
+                results[n] = {"model_num": n, "status": "done", "reason": "", "seconds": 0.0}
+            else:
+                mine.append(n)
+        trained: dict[int, object] = {}
+        try:
+            from ..train.ensemble import train_ensemble
+
+            if mine:
+                outcomes = train_ensemble([spec.run_config(n) for n in mine], [run_dir(study_dir, n) for n in mine],
+                                          resume=True, progress=False)
+                trained = dict(zip(mine, outcomes))
+        except Exception as err:  # the whole ensemble stopped: every member records why
+            trained = {n: err for n in mine}
+        for n in mine:
+            run = run_dir(study_dir, n)
+            outcome, stage = trained[n], "train"
+            try:
+                if isinstance(outcome, Exception):
+                    raise outcome
+                stage = "evaluate"
+                evaluate_run(run, spec, n)
+            except Exception as err:
+                reason = f"{type(err).__name__}: {err}"
+                count = record_failure(run, stage, reason + "\n" + "".join(traceback.format_exception(err, limit=3)))
+                results[n] = {"model_num": n, "status": "failed", "reason": reason, "attempts": count,
+                              "seconds": time.perf_counter() - start}
+                continue
+            (run / FAILED).unlink(missing_ok=True)
+            results[n] = {"model_num": n, "status": "done", "reason": "", "seconds": time.perf_counter() - start}
+    return [results[n] for n in model_nums]
+
+
+def process_job(study_dir: str, model_nums: list[int], spec_dict: dict, threads: int | None = None,
+                ensemble: bool = False) -> list[dict]:
+    """One unit of work of an executor: a run alone, or an ensemble of runs (also of one, on its device)."""
+    if not ensemble:
+        return [process_run(study_dir, n, spec_dict, threads) for n in model_nums]
+    return process_ensemble(study_dir, model_nums, spec_dict, threads)
+
+
 def evaluate_run(run: Path, spec: StudySpec, model_num: int) -> None:
     """Every (representation, metric) of the spec not yet done for this run."""
     from ..evaluate import evaluate_run as evaluate_run_dir
@@ -89,13 +178,16 @@ def run_study(
     max_attempts: int = 3,
     address: str | None = None,
     threads: int | None = None,
+    ensemble: int | None = None,
     progress: bool = True,
     echo=print,
 ) -> list[dict]:
     """Process every unfinished run (retrying failures up to ``max_attempts``).
 
     ``threads`` is the number of PyTorch threads each run uses (default: the cores shared
-    evenly among the workers).
+    evenly among the workers). ``ensemble`` is the most runs trained together as one
+    vectorised model (default :func:`default_ensemble`: 32 with a GPU, 1 without); with a
+    GPU and ensembles, ``workers`` defaults to 1 (one process drives the GPU).
     """
     from tqdm import tqdm
 
@@ -110,7 +202,12 @@ def run_study(
         raise ValueError(f"--workers must be at least 1, got {workers}")
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
-    workers = workers or max(1, min(len(todo), (os.cpu_count() or 1)))
+    if ensemble is not None and ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1 (1 trains each run alone), got {ensemble}")
+    ensemble = ensemble or default_ensemble()
+    if workers is None and ensemble > 1 and default_ensemble() > 1:
+        workers = 1  # a GPU: one process feeds it whole ensembles
+    workers = workers or max(1, min(len(ensemble_jobs(spec, todo, ensemble)), (os.cpu_count() or 1)))
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
 
     def finished(result: dict) -> None:
@@ -128,43 +225,47 @@ def run_study(
         for _ in range(max_attempts):
             if not todo:
                 break
+            jobs = ensemble_jobs(spec, todo, ensemble)
+            stacked = ensemble > 1
             if executor == "inline":
-                _run_inline(study_dir, todo, spec_dict, threads, finished)
+                _run_inline(study_dir, jobs, spec_dict, threads, stacked, finished)
             elif executor == "local":
-                _run_local(study_dir, todo, spec_dict, workers, threads, finished)
+                _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished)
             else:
-                _run_ray(study_dir, todo, spec_dict, workers, threads, address, max_attempts, finished)
+                _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished)
             todo = [r["model_num"] for r in results[-len(todo):] if r["status"] == "failed"
                     and attempts(run_dir(study_dir, r["model_num"])) < max_attempts]
     return results
 
 
-def _run_inline(study_dir, todo, spec_dict, threads, finished) -> None:
+def _run_inline(study_dir, jobs, spec_dict, threads, stacked, finished) -> None:
     import torch
 
     before = torch.get_num_threads()
     try:
-        for n in todo:
-            finished(process_run(str(study_dir), n, spec_dict, threads))
+        for job in jobs:
+            for result in process_job(str(study_dir), job, spec_dict, threads, stacked):
+                finished(result)
     finally:
         torch.set_num_threads(before)
 
 
-def _run_local(study_dir, todo, spec_dict, workers, threads, finished) -> None:
+def _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(process_run, str(study_dir), n, spec_dict, threads) for n in todo]
+        futures = [pool.submit(process_job, str(study_dir), job, spec_dict, threads, stacked) for job in jobs]
         for future in as_completed(futures):
-            finished(future.result())
+            for result in future.result():
+                finished(result)
 
 
 class RayUnavailable(RuntimeError):
     pass
 
 
-def _run_ray(study_dir, todo, spec_dict, workers, threads, address, max_attempts, finished) -> None:
+def _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished) -> None:
     try:
         import ray
     except ImportError as err:
@@ -180,16 +281,19 @@ def _run_ray(study_dir, todo, spec_dict, workers, threads, address, max_attempts
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise RayUnavailable(f"cannot connect to the Ray cluster at {address!r}: {err}; nothing was started") from err
     try:
-        task = ray.remote(num_cpus=threads, max_retries=max_attempts - 1)(process_run)
-        refs = {task.remote(str(Path(study_dir).resolve()), n, spec_dict, threads): n for n in todo}
+        task = ray.remote(num_cpus=threads, max_retries=max_attempts - 1)(process_job)  # one run or one ensemble
+        refs = {task.remote(str(Path(study_dir).resolve()), job, spec_dict, threads, stacked): job for job in jobs}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
-                n = refs.pop(ref)
+                job = refs.pop(ref)
                 try:
-                    finished(ray.get(ref))
+                    results = ray.get(ref)
                 except ray.exceptions.RayError as err:
-                    finished({"model_num": n, "status": "failed", "reason": f"ray task failed: {err}", "seconds": 0.0})
+                    results = [{"model_num": n, "status": "failed", "reason": f"ray task failed: {err}", "seconds": 0.0}
+                               for n in job]
+                for result in results:
+                    finished(result)
     finally:
         if started_here:
             ray.shutdown()

@@ -42,5 +42,8 @@ class AnnealedVAE(Objective):
             return torch.clamp(self.c_max * ramp / self.iteration_threshold, max=self.c_max)
         return min(float(self.c_max), float(self.c_max) * step / self.iteration_threshold)
 
-    def regularizer(self, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, step, **extra) -> Tensor:
-        return self.gamma * torch.abs(kl - self.capacity(step))
+    def coefficients(self, step) -> dict:
+        return {"gamma": self.gamma, "capacity": self.capacity(step)}
+
+    def penalty(self, c: dict, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, **extra) -> Tensor:
+        return c["gamma"] * torch.abs(kl - c["capacity"])

@@ -69,6 +69,15 @@ DISCRIMINATOR_OPTIMIZER = AdamSettings(lr=1e-4, beta1=0.5, beta2=0.9, eps=1e-8)
 class Objective(abc.ABC):
     """Base of the objectives; each subclass is a frozen dataclass and final.
 
+    A subclass writes its regulariser in two parts: :meth:`coefficients` turns the
+    hyperparameters and the step into the numbers the formula uses (plain Python floats,
+    computed in double precision, e.g. ``beta - 1`` or the annealed capacity), and
+    :meth:`penalty` applies them to the tensors. ``penalty`` reads every hyperparameter
+    from the coefficients, never from ``self``: that is what lets an ensemble
+    (:class:`~disentangled.models.stacked.StackedObjective`) pass one tensor of
+    per-model coefficients ``[M]`` and get, for each model, exactly the number the model
+    trained alone computes.
+
     ``regularizer(kl, mean, logvar, z, step, **extra)`` receives
 
     * ``kl``: the batch-mean KL to N(0, I), shape ``[...]`` (a scalar for one model);
@@ -86,8 +95,16 @@ class Objective(abc.ABC):
     needs_discriminator: ClassVar[bool] = False
 
     @abc.abstractmethod
+    def coefficients(self, step) -> dict:
+        """The numbers :meth:`penalty` uses at ``step`` (an int, or a tensor of steps)."""
+
+    @abc.abstractmethod
+    def penalty(self, c: dict, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, **extra) -> Tensor:
+        """The regulariser from the coefficients ``c``: floats, or tensors broadcastable to ``kl``."""
+
     def regularizer(self, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, step, **extra) -> Tensor:
         """The term added to the reconstruction loss."""
+        return self.penalty(self.coefficients(step), kl, mean, logvar, z, **extra)
 
     def hyperparameters(self) -> dict:
         """The fields as plain values (nested settings become dicts); ``type(self)(**h)`` rebuilds it."""

@@ -30,5 +30,8 @@ class BetaTCVAE(Objective):
     def __post_init__(self):
         self._check("beta", lambda v: v >= 0, ">= 0")
 
-    def regularizer(self, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, step, **extra) -> Tensor:
-        return kl + (self.beta - 1.0) * total_correlation(z, mean, logvar)
+    def coefficients(self, step) -> dict:
+        return {"tc_weight": self.beta - 1.0}
+
+    def penalty(self, c: dict, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, **extra) -> Tensor:
+        return kl + c["tc_weight"] * total_correlation(z, mean, logvar)

@@ -25,5 +25,8 @@ class BetaVAE(Objective):
     def __post_init__(self):
         self._check("beta", lambda v: v >= 0, ">= 0")
 
-    def regularizer(self, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, step, **extra) -> Tensor:
-        return self.beta * kl
+    def coefficients(self, step) -> dict:
+        return {"beta": self.beta}
+
+    def penalty(self, c: dict, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, **extra) -> Tensor:
+        return c["beta"] * kl

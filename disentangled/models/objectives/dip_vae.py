@@ -46,8 +46,11 @@ class _DIPVAE(Objective):
     def latent_covariance(self, mean: Tensor, logvar: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def regularizer(self, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, step, **extra) -> Tensor:
-        return kl + dip_penalty(self.latent_covariance(mean, logvar), self.lambda_od, self.lambda_d)
+    def coefficients(self, step) -> dict:
+        return {"lambda_od": self.lambda_od, "lambda_d": self.lambda_d}
+
+    def penalty(self, c: dict, kl: Tensor, mean: Tensor, logvar: Tensor, z: Tensor, **extra) -> Tensor:
+        return kl + dip_penalty(self.latent_covariance(mean, logvar), c["lambda_od"], c["lambda_d"])
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,16 @@ class FactorVAE(Objective):
                 f"got {self.discriminator_optimizer!r}"
             )
 
-    def regularizer(
+    def coefficients(self, step) -> dict:
+        return {"gamma": self.gamma}
+
+    def penalty(
         self,
+        c: dict,
         kl: Tensor,
         mean: Tensor,
         logvar: Tensor,
         z: Tensor,
-        step,
         *,
         discriminator: Callable[[Tensor], Tensor],
         **extra,
@@ -69,7 +72,7 @@ class FactorVAE(Objective):
         """
         logits = discriminator(z)
         tc = (logits[..., 0] - logits[..., 1]).mean(-1)
-        return kl + self.gamma * tc
+        return kl + c["gamma"] * tc
 
     def discriminator_loss(
         self, discriminator: Callable[[Tensor], Tensor], z: Tensor, *, generator: torch.Generator

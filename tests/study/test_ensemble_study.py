@@ -1,0 +1,54 @@
+"""Studies with --ensemble: grouping, run locks, and the same results table as without ensembles."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from disentangled.cli import app
+from disentangled.study.collect import collect
+from disentangled.study.execute import ensemble_jobs, process_ensemble, run_study
+from disentangled.study.spec import from_mapping
+from disentangled.study.store import claim_study_dir, run_dir, run_lock
+
+from test_run import TINY, comparable, run_tiny, tiny_spec
+
+
+def test_runs_are_grouped_by_what_they_share():
+    spec = from_mapping({**TINY, "sweep": {"chain": [
+        {"product": [{"sweep": {"objective.beta": [1.0, 4.0]}}, {"sweep": {"seed": [0, 1]}}]},
+        {"product": [{"fixed": {"objective.name": "beta_tc_vae"}}, {"sweep": {"seed": [0, 1, 2]}}]},
+    ]}})
+    assert ensemble_jobs(spec, list(range(7)), 3) == [[0, 1, 2], [3], [4, 5, 6]]
+    assert ensemble_jobs(spec, list(range(7)), 1) == [[n] for n in range(7)]
+    assert ensemble_jobs(spec, [1, 3, 5], 8) == [[1, 3], [5]]
+
+
+def test_ensemble_study_gives_the_same_table(tmp_path):
+    plain, _ = run_tiny(tmp_path, "plain", "inline")
+    ensembled, results = run_tiny(tmp_path, "ensembled", "inline", ensemble=3)  # [0, 1, 2] and [3]
+    assert sorted(r["status"] for r in results) == ["done"] * 4
+    pd.testing.assert_frame_equal(comparable(collect(plain)), comparable(collect(ensembled)))
+
+
+def test_members_locked_elsewhere_are_left_alone(tmp_path):
+    spec = tiny_spec()
+    out = tmp_path / "s"
+    claim_study_dir(out, spec)
+    with run_lock(run_dir(out, 1)) as mine:
+        assert mine
+        results = process_ensemble(str(out), [0, 1], spec.to_dict(), threads=1)
+    assert [r["status"] for r in results] == ["done", "busy"]
+    assert not (run_dir(out, 1) / "train.done").exists()
+
+
+def test_cli_option_is_validated(tmp_path):
+    result = CliRunner().invoke(app, ["study", "run", "quickstart", "--out", str(tmp_path / "s"), "--ensemble", "0"])
+    assert result.exit_code != 0 and "--ensemble" in result.output
+
+
+@pytest.mark.slow
+def test_local_executor_with_ensembles(tmp_path):
+    inline, _ = run_tiny(tmp_path, "inline", "inline")
+    local, results = run_tiny(tmp_path, "local", "local", workers=2, ensemble=2)
+    assert sorted(r["status"] for r in results) == ["done"] * 4
+    pd.testing.assert_frame_equal(comparable(collect(inline)), comparable(collect(local)))
