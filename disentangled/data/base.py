@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence, Union
 
 import numpy as np
-import torch
 
 Rng = Union[np.random.Generator, np.random.RandomState]
 
@@ -220,13 +219,15 @@ class GroundTruthData(abc.ABC):
     def sample_observations(self, n: int, *, rng: Rng) -> np.ndarray:
         return self.sample(n, rng=rng)[1]
 
-    def batches(self, batch_size: int, *, rng: Rng, device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+    def batches(self, batch_size: int, *, rng: Rng, device="cpu") -> Iterator["torch.Tensor"]:
         """Endless i.i.d. training batches as float32 tensors ``[B, C, H, W]``.
 
         Each batch draws its factors uniformly over the grid and renders them in one
         vectorised call (as the reference's stream, but a batch at a time rather than one
         image per Python call).
         """
+        import torch  # here, so that the data sets (and the metrics' worker processes) load without it
+
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         while True:

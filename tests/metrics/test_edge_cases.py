@@ -82,3 +82,20 @@ def test_fixes_are_options():
     assert M.irs(codes, factors, active_dims="reference")["num_active_dims"] == pytest.approx(float(np.sum(codes[:, :2])))
     with pytest.raises(ValueError, match="active_dims"):
         M.FactorVAE(active_dims="len")
+
+
+
+def test_allocator_tuning_is_applied_once_and_can_be_refused(monkeypatch):
+    """keep_freed_memory only changes glibc's thresholds (no number moves); the environment
+    variable turns it off, and a second call does nothing."""
+    import platform
+
+    from disentangled.metrics import predictors
+
+    monkeypatch.setattr(predictors, "_ALLOCATOR_TUNED", None)
+    monkeypatch.setenv("DISENTANGLED_DEFAULT_MALLOC", "1")
+    assert predictors.keep_freed_memory() is False
+    monkeypatch.delenv("DISENTANGLED_DEFAULT_MALLOC")
+    first = predictors.keep_freed_memory()
+    assert first is (platform.libc_ver()[0] == "glibc")
+    assert predictors.keep_freed_memory() is first
