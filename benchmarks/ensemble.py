@@ -66,7 +66,7 @@ def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name:
     from disentangled import config as cfg
     from disentangled.models.stacked import stack
     from disentangled.train.ensemble import StackedAdam
-    from disentangled.train.loop import build
+    from disentangled.train.loop import build, update
 
     configs = [cfg.load(None, [f"data.name={data_name}", f"objective.name={objective}", f"seed={s}",
                                f"objective.{HYPER[objective]}={1.0 + s % 8}", f"train.batch_size={batch_size}"])
@@ -87,15 +87,7 @@ def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name:
         x = torch.from_numpy(np.stack([data.sample_observations(batch_size, rng=r) for r in rngs])).to(device)
         terms = model.loss_terms(x, step=counter["step"], generator=generators)
         torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all(0).tolist()  # the per-step check
-        for o in opts.values():
-            o.zero_grad(set_to_none=True)
-        terms["loss"].sum().backward()
-        if "discriminator" in opts:
-            for p in model.discriminator_parameters():
-                p.grad = None
-            terms["discriminator_loss"].sum().backward()
-        for o in opts.values():
-            o.step()
+        update(model, opts, terms, total=True)
         counter["step"] += 1
 
     return step

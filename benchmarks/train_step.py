@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from disentangled import config as cfg
-from disentangled.train.loop import build, make_optimizers
+from disentangled.train.loop import build, make_optimizers, update
 
 
 class PlainEncoder(nn.Module):
@@ -107,15 +107,7 @@ def our_step_fn(objective, batch_size, source, channels_last=True):
         x = torch.from_numpy(data.sample_observations(batch_size, rng=rng))
         counter["draw"] += time.perf_counter() - t0
         terms = model.loss_terms(x, step=counter["step"], generator=gen)
-        for o in opts.values():
-            o.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        if "discriminator" in opts:
-            for p in model.discriminator_parameters():
-                p.grad = None
-            terms["discriminator_loss"].backward()
-        for o in opts.values():
-            o.step()
+        update(model, opts, terms)
         counter["step"] += 1
 
     return step, counter

@@ -53,7 +53,7 @@ import torch
 from ..config import RunConfig
 from ..io import write_json_atomic
 from . import checkpoint as ckpt
-from .loop import DONE, TrainingDiverged, _claim_run_dir, _fail, _metadata, _truncate, build, seeds
+from .loop import DONE, TrainingDiverged, _claim_run_dir, _fail, _metadata, _truncate, build, seeds, update
 
 #: Keys of a resolved configuration that may differ between members (besides the
 #: objective's numeric hyperparameters).
@@ -329,15 +329,7 @@ def _segment(group, template, data, device, start, stop, bar, outcomes, live) ->
                         _fail(group[i].run_dir, step, member_terms)
                     except TrainingDiverged as err:
                         outcomes[group[i].index] = err
-            for opt in opts.values():
-                opt.zero_grad(set_to_none=True)
-            terms["loss"].sum().backward()  # the members share no parameters: each gets its own gradient
-            if "discriminator" in opts:
-                for p in model.discriminator_parameters():
-                    p.grad = None
-                terms["discriminator_loss"].sum().backward()
-            for opt in opts.values():
-                opt.step()
+            update(model, opts, terms, total=True)  # the members share no parameters: each gets its own gradient
             done = step + 1
             rows = None
             if done % t.log_every == 0 or done == t.steps:

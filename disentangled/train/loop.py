@@ -85,6 +85,24 @@ def make_optimizers(config: RunConfig, model) -> dict[str, torch.optim.Optimizer
     return opts
 
 
+def update(model, optimizers: dict[str, torch.optim.Optimizer], terms: dict, *, total: bool = False) -> None:
+    """One update from the step's loss terms: the VAE's Adam on ``loss`` and, for FactorVAE,
+    the discriminator's Adam on ``discriminator_loss``, both from the same forward pass.
+
+    ``total``: the terms are per model (an ensemble's ``[M]``); their sum is differentiated,
+    which gives every member its own gradient since the members share no parameters.
+    """
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    (terms["loss"].sum() if total else terms["loss"]).backward()
+    if "discriminator" in optimizers:
+        for p in model.discriminator_parameters():  # the VAE loss must not move the discriminator
+            p.grad = None
+        (terms["discriminator_loss"].sum() if total else terms["discriminator_loss"]).backward()
+    for opt in optimizers.values():
+        opt.step()
+
+
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True, data=None) -> dict:
     """Train (or resume, or skip if done) the run in ``run_dir``; return its results."""
     from tqdm import tqdm
@@ -124,15 +142,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
             terms = model.loss_terms(x, step=step, generator=generator)
             if not bool(torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()):
                 _fail(run_dir, step, terms)
-            for opt in optimizers.values():
-                opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if "discriminator" in optimizers:
-                for p in model.discriminator_parameters():  # the VAE loss must not move the discriminator
-                    p.grad = None
-                terms["discriminator_loss"].backward()
-            for opt in optimizers.values():
-                opt.step()
+            update(model, optimizers, terms)
             done = step + 1
             if done % t.log_every == 0 or done == t.steps:
                 now = elapsed + time.perf_counter() - tick
