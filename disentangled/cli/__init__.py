@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..train.loop import TrainingDiverged
 
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except (DataFileError, DownloadError, ValueError, TypeError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -57,3 +57,5 @@ def main(argv: list[str] | None = None) -> None:
             err.show()
             sys.exit(err.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

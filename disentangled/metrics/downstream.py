@@ -53,11 +53,18 @@ def downstream_scores(
     return out
 
 
-def _check_sizes(name, num_train):
-    if not isinstance(num_train, tuple) or not num_train:
-        raise ValueError(f"{name}: num_train must be a non-empty tuple of training sizes, got {num_train!r}")
+def _check_sizes(metric) -> None:
+    """``num_train`` as a tuple (a list, as YAML and JSON give it, is accepted), each size positive."""
+    num_train = metric.num_train
+    if isinstance(num_train, (list, tuple)):
+        object.__setattr__(metric, "num_train", tuple(num_train))
+    if not isinstance(num_train, (list, tuple)) or not num_train:
+        raise ValueError(
+            f"{metric.name}: num_train must be a non-empty list of training sizes such as [10, 100, 1000], "
+            f"got {num_train!r}"
+        )
     for n in num_train:
-        check_positive(name, num_train=n)
+        check_positive(metric.name, num_train=n)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class DownstreamLogisticRegression:
     n_jobs: int | None = field(default=None, compare=False, metadata={"setting": False})
 
     def __post_init__(self):
-        _check_sizes(self.name, self.num_train)
+        _check_sizes(self)
         check_positive(self.name, num_test=self.num_test, batch_size=self.batch_size)
         for n in self.num_train:
             if n < MIN_TRAIN_CV:
@@ -105,7 +112,7 @@ class DownstreamBoostedTrees:
     n_jobs: int | None = field(default=None, compare=False, metadata={"setting": False})
 
     def __post_init__(self):
-        _check_sizes(self.name, self.num_train)
+        _check_sizes(self)
         check_positive(self.name, num_test=self.num_test, batch_size=self.batch_size)
         if self.backend not in BACKENDS:
             raise ValueError(f"{self.name}: backend must be one of {list(BACKENDS)}, got {self.backend!r}")

@@ -93,6 +93,20 @@ def test_failing_run_is_recorded_and_others_finish(tmp_path):
     assert result.exit_code == 0 and "failed 1" in result.output and "DataFileError" in result.output
 
 
+def test_cli_exit_code_is_one_when_runs_failed(tmp_path):
+    """`disentangled study run` (the console entry point, not the test runner) exits 1 when a
+    run failed, so scripts and CI notice."""
+    from disentangled.cli import main
+
+    spec = dict(TINY, sweep={"fixed": {"data.name": "dsprites_full", "data.source": "official"}})
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit) as exit_:
+        main(["study", "run", str(path), "--out", str(tmp_path / "s"), "--executor", "inline",
+              "--no-progress", "--max-attempts", "1"])
+    assert exit_.value.code == 1
+
+
 def test_directory_of_another_spec_is_refused(tmp_path):
     out, _ = run_tiny(tmp_path, "s", "inline", only=[0])
     other = tiny_spec(name="other")

@@ -91,6 +91,20 @@ def test_presets_validate():
     assert len(load_spec("small").run_configs()) == 24
 
 
+def test_preset_metric_settings_build_the_metrics():
+    """Every metric setting a preset writes (YAML lists included) builds its metric."""
+    from disentangled import metrics as M
+
+    for name in ("quickstart", "small", "unsupervised_study_v1"):
+        for metric, settings in load_spec(name).evaluation.metrics.items():
+            M.get(metric, **settings)
+    lr = M.get("downstream_logistic_regression", num_train=[10, 100], num_test=50)
+    assert lr.num_train == (10, 100) and M.settings_of(lr)["num_train"] == [10, 100]
+    for bad in ([], 5, [0, 10]):
+        with pytest.raises(ValueError, match="num_train"):
+            M.get("downstream_boosted_trees", num_train=bad)
+
+
 def test_bad_specs():
     base = {"name": "t", "sweep": {"sweep": {"seed": [0, 1]}}}
     with pytest.raises(SpecError, match=r"unknown key 'evalution'.*Did you mean 'evaluation'"):
