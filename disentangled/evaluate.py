@@ -259,14 +259,17 @@ def evaluate_run(
     n_jobs: int | None = None,
     echo: Callable[[str], None] | None = None,
     settings: dict[str, dict] | None = None,
+    device=None,
 ) -> dict[str, dict]:
     """Score a finished run; write ``metrics/<representation>/<metric>.json``; skip done ones.
 
     ``settings`` overrides the study's settings per metric (recorded in each file).
+    ``device`` is where the encoder runs (default: the CPU; recorded as ``encoded_on``).
     """
     from . import __version__, data as data_module
-    from .train.represent import Representation, load_model
+    from .train.represent import Representation, load_model, resolve_device
 
+    device = resolve_device(device)
     if representation not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {list(REPRESENTATIONS)}, got {representation!r}")
     run_dir = Path(run_dir)
@@ -291,7 +294,7 @@ def evaluate_run(
     rep_seed = POSTPROCESS_SEEDS[representation]
     if seed_per_model:
         rep_seed = int(np.random.SeedSequence([rep_seed, model_seed]).generate_state(1)[0])
-    rep = Representation(model, representation, seed=rep_seed)
+    rep = Representation(model, representation, seed=rep_seed, device=device)
     data = data_module.get(config.data.name, **config.data.options())
     seeds = {n: metric_seed(representation, n, model_seed=model_seed, seed_per_model=seed_per_model) for n in todo}
     run_id = getattr(config, "run_id", None)
@@ -301,6 +304,7 @@ def evaluate_run(
             **record,
             "representation": representation,
             "representation_seed": rep_seed,
+            "encoded_on": device.type,
             "seed_policy": "per_model" if seed_per_model else "study",
             "run_id": run_id,
             "data": data.describe(),

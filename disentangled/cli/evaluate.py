@@ -32,6 +32,7 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Recompute metrics that are already done."),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes for the per-factor classifiers (default: all cores for large fits)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the printed JSON to this file."),
+    device: str = typer.Option("cpu", "--device", help="Where RUN_DIR's encoder runs: cpu, cuda or cuda:N (codes agree to float32 rounding)."),
 ) -> None:
     """Score representations with the study's metrics.
 
@@ -72,6 +73,7 @@ def evaluate(
             force=force,
             n_jobs=jobs,
             echo=echo,
+            device=device,
         )
         result = _flatten(records, fmt, ev)
     text = json.dumps(result, indent=2, sort_keys=True)

@@ -219,6 +219,20 @@ class GroundTruthData(abc.ABC):
     def sample_observations(self, n: int, *, rng: Rng) -> np.ndarray:
         return self.sample(n, rng=rng)[1]
 
+    def image_table(self) -> tuple[np.ndarray, float] | None:
+        """The stored images as one lookup table, when an observation is nothing but a lookup.
+
+        Returns ``(images, scale)``: uint8 ``images`` of shape ``[num_combinations, H, W]``
+        or ``[num_combinations, H, W, C]`` whose row ``space.index(full)`` holds the
+        observation of the full factor vector ``full``; that row, as float32 divided by
+        ``scale``, channels first, is exactly what :meth:`observations_from_factors`
+        returns, and drawing it consumes from ``rng`` only what :meth:`complete_factors`
+        consumes. ``None`` (the default) when observations draw randomness of their own
+        or are rendered on the fly. Ensembles on a GPU keep the table on the device and
+        gather batches there (:mod:`disentangled.train.batches`).
+        """
+        return None
+
     def batches(self, batch_size: int, *, rng: Rng, device="cpu") -> Iterator["torch.Tensor"]:
         """Endless i.i.d. training batches as float32 tensors ``[B, C, H, W]``.
 
@@ -242,6 +256,16 @@ class GroundTruthData(abc.ABC):
     def __repr__(self) -> str:
         factors = ", ".join(f"{n}={s}" for n, s in zip(self.factor_names, self.factor_sizes))
         return f"<{type(self).__name__} {self.name!r} [{factors}] obs={self.observation_shape}>"
+
+
+def gather_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array[index]``, reading a memory map in increasing row order (kinder to the page cache)."""
+    if not isinstance(array, np.memmap):
+        return array[index]
+    order = np.argsort(index, kind="stable")
+    out = np.empty((len(index),) + array.shape[1:], dtype=array.dtype)
+    out[order] = array[index[order]]
+    return out
 
 
 def as_unit_float(images: np.ndarray, scale: float) -> np.ndarray:

@@ -257,6 +257,10 @@ class Cars3D(GroundTruthData):
             info["cache"] = str(self._cache)
         return info
 
+    def image_table(self):
+        self._load()
+        return self._images, 255.0
+
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
         self._load()
         images = self._images[self._space.index(full)]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng, randint
+from .base import FactorSpace, GroundTruthData, Rng, gather_rows, randint
 from .paths import DataFileError, data_dir, find_file, missing_file_message
 
 OFFICIAL_NPZ = "dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -221,13 +221,7 @@ class _Images:
         self._load()
         if self._imgs is None:  # procedural without a cache: render now
             return _renderer().render(full[:, 1:])
-        idx = self._space.index(full)
-        if isinstance(self._imgs, np.memmap):
-            order = np.argsort(idx, kind="stable")  # sorted reads are kinder to the page cache
-            out = np.empty((len(idx), 64, 64), dtype=np.uint8)
-            out[order] = self._imgs[idx[order]]
-            return out
-        return self._imgs[idx]
+        return gather_rows(self._imgs, self._space.index(full))
 
     def describe(self) -> dict:
         info = {"source": self.source}
@@ -294,6 +288,13 @@ class DSprites(GroundTruthData):
 
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
         return self._sprites(full)[:, None].astype(np.float32)
+
+    def image_table(self):
+        if type(self)._render is not DSprites._render:  # colour, noise or a painting drawn per image
+            return None
+        self._images._load()
+        imgs = self._images._imgs
+        return None if imgs is None else (imgs, 1.0)
 
 
 class DSpritesNoShape(DSprites):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng, as_unit_float
+from .base import FactorSpace, GroundTruthData, Rng, as_unit_float, gather_rows
 from .paths import DataFileError, find_file, missing_file_message
 
 FACTOR_NAMES = (
@@ -102,16 +102,6 @@ def open_npz_member(path: str | os.PathLike, key: str) -> np.ndarray:
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
     with np.load(path, allow_pickle=False) as npz:
         return npz[key]
-
-
-def gather_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``array[index]``, reading a memory map in increasing row order."""
-    if not isinstance(array, np.memmap):
-        return array[index]
-    order = np.argsort(index, kind="stable")
-    out = np.empty((len(index),) + array.shape[1:], dtype=array.dtype)
-    out[order] = array[index[order]]
-    return out
 
 
 def write_official(path: str | os.PathLike, images: np.ndarray) -> Path:
@@ -235,6 +225,10 @@ class MPI3D(GroundTruthData):
             info["file"] = str(path)
             info["factor_sizes"] = list(self.space.sizes)
         return info
+
+    def image_table(self):
+        self._load()
+        return self._images, 255.0
 
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
         self._load()

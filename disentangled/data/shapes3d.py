@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from . import shapes3d_render
-from .base import FactorSpace, GroundTruthData, Rng, as_unit_float
-from .mpi3d import gather_rows, npz_member_info, open_npz_member
+from .base import FactorSpace, GroundTruthData, Rng, as_unit_float, gather_rows
+from .mpi3d import npz_member_info, open_npz_member
 from .paths import DataFileError, data_dir, find_file, missing_file_message
 from .smallnorb import fingerprint
 
@@ -407,6 +407,12 @@ class Shapes3D(GroundTruthData):
         if path is not None:
             info["file"] = str(path)
         return info
+
+    def image_table(self):
+        self._load()
+        if self._store is None or self._store.array is None:  # rendered on the fly, or read from HDF5
+            return None
+        return self._store.array, 255.0
 
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
         self._load()

@@ -457,6 +457,10 @@ class SmallNORB(GroundTruthData):
             info["cache"] = str(self._cache)
         return info
 
+    def image_table(self):
+        self._load()
+        return self._images, 255.0
+
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
         self._load()
         idx = self._space.index(full)

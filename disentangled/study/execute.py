@@ -98,8 +98,11 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
         import torch
 
         torch.set_num_threads(threads)
+    from ..train.ensemble import default_device, train_ensemble
+
     spec = from_mapping(spec_dict)
     study_dir = Path(study_dir)
+    device = default_device()
     start = time.perf_counter()
     results: dict[int, dict] = {}
     with contextlib.ExitStack() as stack:
@@ -114,11 +117,9 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
                 mine.append(n)
         trained: dict[int, object] = {}
         try:
-            from ..train.ensemble import train_ensemble
-
             if mine:
                 outcomes = train_ensemble([spec.run_config(n) for n in mine], [run_dir(study_dir, n) for n in mine],
-                                          resume=True, progress=False)
+                                          resume=True, progress=False, device=device)
                 trained = dict(zip(mine, outcomes))
         except Exception as err:  # the whole ensemble stopped: every member records why
             trained = {n: err for n in mine}
@@ -129,7 +130,7 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
                 if isinstance(outcome, Exception):
                     raise outcome
                 stage = "evaluate"
-                evaluate_run(run, spec, n)
+                evaluate_run(run, spec, n, device=device)  # on the GPU the ensemble trained on, if any
             except Exception as err:
                 reason = f"{type(err).__name__}: {err}"
                 count = record_failure(run, stage, reason + "\n" + "".join(traceback.format_exception(err, limit=3)))
@@ -149,8 +150,8 @@ def process_job(study_dir: str, model_nums: list[int], spec_dict: dict, threads:
     return process_ensemble(study_dir, model_nums, spec_dict, threads)
 
 
-def evaluate_run(run: Path, spec: StudySpec, model_num: int) -> None:
-    """Every (representation, metric) of the spec not yet done for this run."""
+def evaluate_run(run: Path, spec: StudySpec, model_num: int, device=None) -> None:
+    """Every (representation, metric) of the spec not yet done for this run; the encoder runs on ``device``."""
     from ..evaluate import evaluate_run as evaluate_run_dir
 
     ev = spec.evaluation
@@ -159,7 +160,7 @@ def evaluate_run(run: Path, spec: StudySpec, model_num: int) -> None:
         if todo:
             evaluate_run_dir(
                 run, representation=representation, metrics=todo, seed_per_model=ev.seed_per_model,
-                settings={m: dict(ev.metrics[m]) for m in todo}, n_jobs=1,
+                settings={m: dict(ev.metrics[m]) for m in todo}, n_jobs=1, device=device,
             )
 
 

@@ -53,7 +53,15 @@ import torch
 from ..config import RunConfig
 from ..io import write_json_atomic
 from . import checkpoint as ckpt
+from .batches import MemberBatches
 from .loop import DONE, TrainingDiverged, _claim_run_dir, _fail, _metadata, _truncate, build, seeds, update
+
+#: Members stacked at once on the CPU. There each member runs its own kernels in turn, so
+#: a stack brings shared bookkeeping, not wider kernels; beyond a few dozen members the
+#: stack's activations (about 40 MiB a member at batch 64) outgrow the caches and a step
+#: gets slower per model (measured: 1.48x the plain loop at 8 members, 1.32x at 32, 0.83x
+#: at 128; ``docs/ensembles.md``).
+CPU_MAX_MEMBERS = 16
 
 #: Keys of a resolved configuration that may differ between members (besides the
 #: objective's numeric hyperparameters).
@@ -165,11 +173,18 @@ def train_ensemble(
     data=None,
     device: str | torch.device | None = None,
     allow_tf32: bool = False,
+    max_members: int | None = None,
+    table: bool | None = None,
 ) -> list:
     """Train (or resume, or skip if done) the runs ``configs[m]`` in ``run_dirs[m]`` as one ensemble.
 
     Returns, per member, its train results (as ``train()`` returns them) or the
     :class:`TrainingDiverged` that stopped it. ``device`` defaults to CUDA when available.
+    ``max_members`` caps how many members are stacked at once; more are trained as
+    consecutive ensembles of at most that many (default: :data:`CPU_MAX_MEMBERS` on the
+    CPU, where larger stacks only add memory traffic, no cap on a GPU). ``table``: draw
+    batches through the data set's image table (:class:`~disentangled.train.batches.MemberBatches`;
+    default: on a GPU when the data set has one); the batches are the same either way.
     """
     from tqdm import tqdm
 
@@ -185,6 +200,15 @@ def train_ensemble(
 
     first = configs[0]
     data = data if data is not None else data_module.get(first.data.name, **first.data.options())
+    cap = max_members if max_members is not None else (CPU_MAX_MEMBERS if device.type == "cpu" else len(configs))
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ValueError(f"max_members: expected a positive integer, got {max_members!r}")
+    if len(configs) > cap:  # consecutive ensembles of at most ``cap`` members; they share no arithmetic
+        outcomes: list = []
+        for lo in range(0, len(configs), cap):
+            outcomes += train_ensemble(configs[lo:lo + cap], run_dirs[lo:lo + cap], resume=resume, progress=progress,
+                                       data=data, device=device, allow_tf32=allow_tf32, max_members=cap, table=table)
+        return outcomes
     outcomes: list = [None] * len(configs)
     members: list[_Member] = []
     for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
@@ -199,6 +223,7 @@ def train_ensemble(
 
     steps = first.train.steps
     _, template = build(first, data)
+    batches = MemberBatches(data, first.train.batch_size, device, table=table)
     bar = tqdm(total=steps, initial=min(m.step for m in members), desc=f"ensemble {first.objective['name']}",
                unit="step", disable=not progress, dynamic_ncols=True)
     tf32 = _tf32_off() if (device.type == "cuda" and not allow_tf32) else contextlib.nullcontext()
@@ -208,7 +233,7 @@ def train_ensemble(
             group = [m for m in members if m.step == start]
             later = [m.step for m in members if m.step > start]
             stop = min(later) if later else steps
-            survivors = _segment(group, template, data, device, start, stop, bar, outcomes, live=len(members))
+            survivors = _segment(group, template, data, batches, start, stop, bar, outcomes, live=len(members))
             members = [m for m in members if m not in group] + [m for m in survivors if m.step < steps]
     return outcomes
 
@@ -306,9 +331,9 @@ def _unstack(group: list[_Member], model, opts) -> None:
             entry["state"] = {idx: {k: v.clone() for k, v in s.items()} for idx, s in entry["state"].items()}
 
 
-def _segment(group, template, data, device, start, stop, bar, outcomes, live) -> list[_Member]:
+def _segment(group, template, data, batches, start, stop, bar, outcomes, live) -> list[_Member]:
     """Train ``group`` (all at ``start``) to ``stop``; returns the members still training or finished."""
-    model, opts = _stack(group, template, data, device)
+    model, opts = _stack(group, template, data, batches.device)
     t = group[0].config.train
     generators = [m.generator for m in group]
     logs = [open(m.run_dir / "train_log.jsonl", "a") for m in group]
@@ -316,8 +341,7 @@ def _segment(group, template, data, device, start, stop, bar, outcomes, live) ->
     failed: set[int] = set()
     try:
         for step in range(start, stop):
-            batch = np.stack([data.sample_observations(t.batch_size, rng=m.data_rng) for m in group])
-            x = torch.from_numpy(batch).to(device)
+            x = batches([m.data_rng for m in group])
             terms = model.loss_terms(x, step=step, generator=generators)
             values = torch.stack([v.detach() for v in terms.values()])  # [terms, M]
             finite = torch.isfinite(values).all(0).tolist()
@@ -354,7 +378,7 @@ def _segment(group, template, data, device, start, stop, bar, outcomes, live) ->
                 _unstack(group, model, opts)
                 for m in keep:
                     m.elapsed += time.perf_counter() - tick
-                return _segment(keep, template, data, device, done, stop, bar, outcomes, live - len(failed)) if keep else []
+                return _segment(keep, template, data, batches, done, stop, bar, outcomes, live - len(failed)) if keep else []
     finally:
         _close(logs)
     elapsed = time.perf_counter() - tick
@@ -362,7 +386,7 @@ def _segment(group, template, data, device, start, stop, bar, outcomes, live) ->
     for m in group:
         m.step, m.elapsed = stop, m.elapsed + elapsed
     if stop == t.steps and keep:
-        _finish(keep, [i for i in range(len(group)) if i not in failed], model, template, data, outcomes)
+        _finish(keep, [i for i in range(len(group)) if i not in failed], model, template, data, batches, outcomes)
     else:
         _unstack(group, model, opts)
     return keep
@@ -383,7 +407,7 @@ def _checkpoint(m: _Member, i: int, model, opts, log, done: int, elapsed: float)
     ckpt.save(m.run_dir / "checkpoints", done, _View(member_state(model, i)), views, m.generator, extra)
 
 
-def _finish(members: list[_Member], rows: list[int], model, template, data, outcomes) -> None:
+def _finish(members: list[_Member], rows: list[int], model, template, data, batches, outcomes) -> None:
     """Final weights, the post-training evaluation (vectorised) and the done-markers."""
     from ..models.stacked import member_state
 
@@ -393,7 +417,7 @@ def _finish(members: list[_Member], rows: list[int], model, template, data, outc
     if len(rows) != model.encoder.num_models:  # evaluate the survivors only
         states = [{k: v.detach() for k, v in member_state(model, i).items()} for i in rows]
         model = _stack_states(template, members, states, next(model.parameters()).device)
-    results = evaluate_stacked(model, members, data)
+    results = evaluate_stacked(model, members, data, batches)
     for m, r in zip(members, results):
         r.update({"elapsed_time": m.elapsed, "global_step": t.steps})
         write_json_atomic(m.run_dir / "train_results.json", r)
@@ -402,17 +426,18 @@ def _finish(members: list[_Member], rows: list[int], model, template, data, outc
 
 
 @torch.no_grad()
-def evaluate_stacked(model, members: list[_Member], data) -> list[dict]:
+def evaluate_stacked(model, members: list[_Member], data, batches: MemberBatches | None = None) -> list[dict]:
     """``loop.evaluate`` for every member of the stacked model, all at once."""
     device = next(model.parameters()).device
+    if batches is None:
+        batches = MemberBatches(data, members[0].config.train.batch_size, device)
     t = members[0].config.train
     rngs = [np.random.default_rng(m.seeds["eval"]) for m in members]
     generators = [torch.Generator().manual_seed(m.seeds["eval"]) for m in members]
     sums: list[dict] = [{} for _ in members]
     model.eval()
     for _ in range(t.eval_batches):
-        x = torch.from_numpy(np.stack([data.sample_observations(t.batch_size, rng=r) for r in rngs])).to(device)
-        terms = model.loss_terms(x, step=t.steps, generator=generators)
+        terms = model.loss_terms(batches(rngs), step=t.steps, generator=generators)
         values = torch.stack(list(terms.values())).cpu().tolist()
         for j, k in enumerate(terms):
             for i in range(len(members)):

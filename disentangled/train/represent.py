@@ -44,13 +44,38 @@ class _ShapeOnly:
         self.observation_shape = data.get(config.data.name, **config.data.options()).observation_shape
 
 
-class Representation:
-    """Callable ``obs [N, C, H, W] -> codes [N, D]``, encoding in batches without gradients."""
+def resolve_device(device) -> torch.device:
+    """``device`` (None: the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...) as a usable ``torch.device``."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        out = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if out.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} asked for, but this PyTorch sees no CUDA device; use --device cpu")
+        if out.index is not None and out.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif out.type != "cpu":
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return out
 
-    def __init__(self, model, kind: str = "mean", *, seed: int = 0, batch_size: int = 256):
+
+class Representation:
+    """Callable ``obs [N, C, H, W] -> codes [N, D]``, encoding in batches without gradients.
+
+    ``device``: where the encoder runs (default: the CPU). On a GPU the codes agree with
+    the CPU's to float32 rounding; the sampled representation's noise is drawn on the CPU
+    from the same seeded generator either way, so both devices draw the same noise.
+    """
+
+    def __init__(self, model, kind: str = "mean", *, seed: int = 0, batch_size: int | None = None, device=None):
         if kind not in KINDS:
             raise ValueError(f"representation must be one of {list(KINDS)}, got {kind!r}")
-        self.model, self.kind, self.batch_size = model, kind, batch_size
+        self.device = resolve_device(device)
+        self.model, self.kind = model.to(self.device), kind
+        self.batch_size = batch_size or (256 if self.device.type == "cpu" else 4096)
         self.generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
@@ -58,16 +83,16 @@ class Representation:
         x = torch.as_tensor(np.asarray(observations, dtype=np.float32))
         out = []
         for start in range(0, x.shape[0], self.batch_size):
-            mean, logvar = self.model.encode(x[start : start + self.batch_size])
+            mean, logvar = self.model.encode(x[start : start + self.batch_size].to(self.device))
             if self.kind == "sampled":
-                eps = torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype)
+                eps = torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype).to(self.device)
                 mean = mean + torch.exp(logvar / 2) * eps
-            out.append(mean)
+            out.append(mean.cpu())
         if not out:
             return np.zeros((0, self.model.encoder.num_latent if hasattr(self.model.encoder, "num_latent") else 0), np.float32)
         return torch.cat(out).numpy()
 
 
-def representation(run_dir: str | Path, kind: str = "mean", *, seed: int = 0) -> Representation:
+def representation(run_dir: str | Path, kind: str = "mean", *, seed: int = 0, device=None) -> Representation:
     model, _ = load_model(run_dir)
-    return Representation(model, kind, seed=seed)
+    return Representation(model, kind, seed=seed, device=device)

@@ -141,7 +141,7 @@ def test_evaluate_run_writes_one_file_per_metric_and_skips_done_ones(trained_run
     saved = json.loads(path.read_text())
     assert saved["scores"] == records["mig"]["scores"]
     assert saved["seed"] == ev.STUDY_SEEDS[("mean", "mig")] and saved["seed_policy"] == "study"
-    assert saved["settings"]["num_train"] == 200 and "elapsed_s" in saved
+    assert saved["settings"]["num_train"] == 200 and "elapsed_s" in saved and saved["encoded_on"] == "cpu"
     before = path.stat().st_mtime_ns
     again = ev.evaluate_run(trained_run, metrics=["mig", "unsupervised"], settings=SMALL_RUN)
     assert path.stat().st_mtime_ns == before and again["mig"]["scores"] == records["mig"]["scores"]

@@ -216,3 +216,43 @@ def test_diverging_members_fail_and_the_others_go_on(tmp_path, separate):
         # the failed member retries from its last checkpoint, as train() would
         train(cs[i], runs[i], resume=True, progress=False)
         assert_same_run(runs[i], separate("beta_vae", i))
+
+
+# --- more members than are stacked at once; batches through the image table ----------------
+
+
+def test_more_members_than_the_cap_train_as_consecutive_ensembles(tmp_path, separate):
+    runs = [tmp_path / f"m{i}" for i in range(3)]
+    out = train_ensemble(configs("beta_vae", 3), runs, progress=False, max_members=2)
+    assert all(isinstance(r, dict) for r in out)
+    for i, run in enumerate(runs):
+        assert_same_run(run, separate("beta_vae", i))
+    sizes = [json.loads((r / "metadata.json").read_text())["ensemble"]["size"] for r in runs]
+    assert sizes == [2, 2, 1]
+    with pytest.raises(ValueError, match="max_members"):
+        train_ensemble(configs("beta_vae", 2), [tmp_path / "x0", tmp_path / "x1"], progress=False, max_members=0)
+
+
+class _Table(data_module.base.GroundTruthData):
+    """Twenty stored 64x64 byte images over a 4 x 5 grid: an observation is a lookup."""
+
+    name = "table_data"
+    space = data_module.base.FactorSpace(("a", "b"), (4, 5))
+    latent = (0, 1)
+    observation_shape = (1, 64, 64)
+    images = np.random.default_rng(7).integers(0, 256, (20, 64, 64), dtype=np.uint8)
+
+    def _render(self, full, *, rng):
+        return data_module.base.as_unit_float(self.images[self.space.index(full)][:, None], 255)
+
+    def image_table(self):
+        return self.images, 255.0
+
+
+def test_batches_through_the_image_table_change_nothing(tmp_path):
+    cs = configs("beta_vae", 2)
+    a, b = [tmp_path / "a0", tmp_path / "a1"], [tmp_path / "b0", tmp_path / "b1"]
+    train_ensemble(cs, a, progress=False, data=_Table(), table=False)
+    train_ensemble(cs, b, progress=False, data=_Table(), table=True)
+    for x, y in zip(a, b):
+        assert_same_run(x, y)

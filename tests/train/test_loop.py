@@ -205,3 +205,23 @@ def test_sigkill_midway_then_resume_matches(tmp_path):
     assert not (tmp_path / "killed" / "train.done").exists()
     subprocess.run(exe + ["train", *args, "--out", str(tmp_path / "killed"), "--resume", "--no-progress"], check=True)
     assert_same_weights(tmp_path / "straight", tmp_path / "killed")
+
+
+def test_representation_devices(tmp_path, monkeypatch):
+    from disentangled.train.represent import resolve_device
+
+    run = tmp_path / "run"
+    train(tiny(), run, progress=False)
+    obs = np.random.default_rng(0).random((300, 1, 64, 64), dtype=np.float32)  # more than one encoding batch
+    # the CPU named explicitly gives the default's codes
+    for kind in ("mean", "sampled"):
+        base = representation(run, kind, seed=3)(obs)
+        np.testing.assert_array_equal(base, representation(run, kind, seed=3, device="cpu")(obs))
+    assert resolve_device(None).type == "cpu"
+    with pytest.raises(ValueError, match="device: expected"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="device: expected"):
+        resolve_device("not a device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA device; use --device cpu"):
+        representation(run, "mean", device="cuda")
