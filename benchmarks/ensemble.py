@@ -58,39 +58,53 @@ def plain_step_fn(batch_size: int, device):
     return step
 
 
-def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name: str):
-    """The training step of ``train_ensemble`` for ``n`` members with different hyperparameters."""
+def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name: str, source: str | None = None):
+    """The training step of ``train_ensemble`` for ``n`` members with different hyperparameters.
+
+    As ``train_ensemble`` does, more than ``max_members`` members (on the CPU:
+    ``CPU_MAX_MEMBERS``) are stacked in groups that step one after the other, and batches
+    come through :class:`MemberBatches` (from the image table on a GPU, when the data set
+    has one). Returns the step and how its batches are drawn.
+    """
     import numpy as np
     import torch
 
     from disentangled import config as cfg
     from disentangled.models.stacked import stack
-    from disentangled.train.ensemble import StackedAdam
+    from disentangled.train.batches import MemberBatches
+    from disentangled.train.ensemble import CPU_MAX_MEMBERS, StackedAdam
     from disentangled.train.loop import build, update
 
+    extra = [f"data.source={source}"] if source else []
     configs = [cfg.load(None, [f"data.name={data_name}", f"objective.name={objective}", f"seed={s}",
-                               f"objective.{HYPER[objective]}={1.0 + s % 8}", f"train.batch_size={batch_size}"])
+                               f"objective.{HYPER[objective]}={1.0 + s % 8}", f"train.batch_size={batch_size}", *extra])
                for s in range(n)]
     data, template = build(configs[0])
+    batches = MemberBatches(data, batch_size, device)
     state = {k: v.detach() for k, v in template.state_dict().items()}  # throughput does not depend on the values
-    model = stack(template, [c.build_objective() for c in configs], [state] * n).to(device)
     t = configs[0].train
-    opts = {"vae": StackedAdam(model.vae_parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)}
-    if model.discriminator is not None:
-        d = template.objective.discriminator_optimizer
-        opts["discriminator"] = StackedAdam(model.discriminator_parameters(), lr=d.lr, betas=(d.beta1, d.beta2), eps=d.eps)
-    rngs = [np.random.default_rng(s) for s in range(n)]
-    generators = [torch.Generator().manual_seed(s) for s in range(n)]
+    cap = CPU_MAX_MEMBERS if torch.device(device).type == "cpu" else n
+    groups = []
+    for lo in range(0, n, cap):
+        members = configs[lo:lo + cap]
+        model = stack(template, [c.build_objective() for c in members], [state] * len(members)).to(device)
+        opts = {"vae": StackedAdam(model.vae_parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)}
+        if model.discriminator is not None:
+            d = template.objective.discriminator_optimizer
+            opts["discriminator"] = StackedAdam(model.discriminator_parameters(), lr=d.lr, betas=(d.beta1, d.beta2), eps=d.eps)
+        rngs = [np.random.default_rng(lo + s) for s in range(len(members))]
+        generators = [torch.Generator().manual_seed(lo + s) for s in range(len(members))]
+        groups.append((model, opts, rngs, generators))
     counter = {"step": 0}
 
     def step():
-        x = torch.from_numpy(np.stack([data.sample_observations(batch_size, rng=r) for r in rngs])).to(device)
-        terms = model.loss_terms(x, step=counter["step"], generator=generators)
-        torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all(0).tolist()  # the per-step check
-        update(model, opts, terms, total=True)
+        for model, opts, rngs, generators in groups:
+            terms = model.loss_terms(batches(rngs), step=counter["step"], generator=generators)
+            torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all(0).tolist()  # the per-step check
+            update(model, opts, terms, total=True)
         counter["step"] += 1
 
-    return step
+    return step, f"{batches.via}, {len(groups)} stack(s) of up to {cap}"
 
 
 def measure_one(kind: str, n: int, args) -> dict:
@@ -102,8 +116,10 @@ def measure_one(kind: str, n: int, args) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
-    step = plain_step_fn(args.batch_size, device) if kind == "plain" else ensemble_step_fn(
-        n, args.objective, args.batch_size, device, args.data)
+    if kind == "plain":
+        step, via = plain_step_fn(args.batch_size, device), "fixed batch"
+    else:
+        step, via = ensemble_step_fn(n, args.objective, args.batch_size, device, args.data, args.source)
 
     def sync():
         if device.type == "cuda":
@@ -125,13 +141,14 @@ def measure_one(kind: str, n: int, args) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     models = 1 if kind == "plain" else n
     return {"kind": kind, "n": models, "seconds_per_step": seconds / args.steps,
-            "model_steps_per_s": models * args.steps / seconds, "peak_mib": peak}
+            "model_steps_per_s": models * args.steps / seconds, "peak_mib": peak, "batches": via}
 
 
 def run_isolated(kind: str, n: int, args, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--one", f"{kind}:{n}", "--device", args.device, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--objective", args.objective,
-           "--data", args.data, "--threads", str(args.threads or 0)] + (["--tf32"] if args.tf32 else [])
+           "--data", args.data, "--threads", str(args.threads or 0)] + (["--tf32"] if args.tf32 else []) + (
+           ["--source", args.source] if args.source else [])
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -161,6 +178,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--objective", default="beta_vae", choices=sorted(HYPER))
     ap.add_argument("--data", default="dummy_data", help="data set the members draw from (dummy_data: no files needed)")
+    ap.add_argument("--source", default=None, help="data.source of the data set (procedural: no files needed)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on the GPU (train_ensemble keeps it off)")
     ap.add_argument("--timeout", type=float, default=240, help="seconds allowed per measurement")
@@ -180,21 +198,21 @@ def main():
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else (platform.processor() or platform.machine())
     load = os.getloadavg()
     print(f"# ensemble throughput: {args.device} ({where}), torch {torch.__version__}, {args.objective}, "
-          f"batch {args.batch_size}, data {args.data}, {args.steps} timed steps, "
+          f"batch {args.batch_size}, data {args.data}{f' ({args.source})' if args.source else ''}, {args.steps} timed steps, "
           f"threads {args.threads or torch.get_num_threads()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     rows = [run_isolated("plain", 1, args, args.timeout)]
     rows += [run_isolated("ensemble", n, args, args.timeout) for n in args.sizes]
     base = rows[0].get("model_steps_per_s")
     peak_name = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB)"
-    print(f"| loop | N | model-steps/s | ms per step | vs plain loop | {peak_name} |")
-    print("|---|---|---|---|---|---|")
+    print(f"| loop | N | model-steps/s | ms per step | vs plain loop | {peak_name} | batches |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         name = "plain PyTorch, 1 model" if r["kind"] == "plain" else "ensemble"
         if "error" in r:
-            print(f"| {name} | {r['n']} | failed: {r['error']} | | | |")
+            print(f"| {name} | {r['n']} | failed: {r['error']} | | | | |")
             continue
         ratio = f"{r['model_steps_per_s'] / base:.2f}x" if base else "n/a"
-        print(f"| {name} | {r['n']} | {r['model_steps_per_s']:.2f} | {r['seconds_per_step'] * 1000:.1f} | {ratio} | {r['peak_mib']:.0f} |")
+        print(f"| {name} | {r['n']} | {r['model_steps_per_s']:.2f} | {r['seconds_per_step'] * 1000:.1f} | {ratio} | {r['peak_mib']:.0f} | {r.get('batches', '')} |")
     if args.project:
         good = [r for r in rows[1:] if "error" not in r]
         if good:

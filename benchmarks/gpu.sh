@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the ensembles, in one go (about 5 minutes on one GPU):
-#   1. ensemble training throughput for N = 1, 8, 32, 128 on CUDA (benchmarks/ensemble.py),
-#      against the plain single-model PyTorch loop on the same GPU;
-#   2. the projected training time of the full 12,600-model study
-#      (disentangled/presets/unsupervised_study_v1.yaml) at the best N.
-# Results go to $OUT (if set) or benchmarks/out/: ensemble_cuda.md, ensemble_cuda.json, nvidia-smi.txt.
+# Every GPU measurement, in one go (about 5 minutes on one GPU):
+#   1. the procedural dSprites prepared (a 3 GB uint8 table; ensembles gather batches from
+#      it on the GPU), unless already there;
+#   2. ensemble training throughput for N = 1, 8, 32, 128 on CUDA in float32, against the
+#      plain single-model PyTorch loop on the same GPU (benchmarks/ensemble.py), then
+#      N = 32 and 128 with TF32 allowed;
+#   3. in the background meanwhile, on one CPU core: the metric suite for one
+#      representation at study sizes (benchmarks/metrics.py --skip-reference --jobs 1);
+#   4. the projected time of the 12,600-model study, training, encoding and metrics
+#      (benchmarks/project.py), in float32 and with TF32.
+# Results go to $OUT (if set) or benchmarks/out/: *.md tables, *.json, nvidia-smi.txt.
 #
 # Python: an existing .venv whose torch sees a GPU is used as is (nothing is downloaded).
 # Otherwise a python3 on the PATH whose torch sees a GPU is used, with this checkout on
@@ -20,7 +25,7 @@ cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
 OUT_DIR=${OUT:-$REPO/benchmarks/out}
 mkdir -p "$OUT_DIR"
-BUDGET=${BUDGET:-290}   # seconds for all measurements together
+BUDGET=${BUDGET:-170}   # seconds for the float32 throughput measurements
 STEPS=${STEPS:-10}
 
 say() { echo "[gpu.sh] $*"; }
@@ -76,12 +81,34 @@ nvidia-smi >"$OUT_DIR/nvidia-smi.txt" 2>&1 || say "nvidia-smi not available (con
 say "device: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')"
 
 START=$(date +%s)
-say "ensemble throughput on CUDA, N = 1 8 32 128, plus the plain loop (each in its own process)"
+export DISENTANGLED_DATA=${DISENTANGLED_DATA:-$REPO/benchmarks/out/data}
+say "preparing the procedural dSprites in $DISENTANGLED_DATA (skipped when present)"
+timeout 150 "$PY" -m disentangled data prepare dsprites_full --source procedural >"$OUT_DIR/prepare.log" 2>&1 \
+    || say "preparing dSprites failed or took too long (see prepare.log); ensembles then render batches on the CPU"
+
+say "metric suite on one CPU core, in the background (for the projection)"
+timeout 280 "$PY" benchmarks/metrics.py --skip-reference --sizes study --jobs 1 --threads 1 \
+    --output "$OUT_DIR/metrics.json" >"$OUT_DIR/metrics.md" 2>"$OUT_DIR/metrics.log" &
+METRICS=$!
+
+say "ensemble throughput on CUDA, float32, N = 1 8 32 128, plus the plain loop (each in its own process)"
 timeout "$BUDGET" "$PY" benchmarks/ensemble.py --device cuda --sizes 1 8 32 128 --steps "$STEPS" --warmup 3 \
-    --timeout 120 --project unsupervised_study_v1 --json "$OUT_DIR/ensemble_cuda.json" | tee "$OUT_DIR/ensemble_cuda.md"
+    --data dsprites_full --source procedural --timeout 90 --json "$OUT_DIR/ensemble_cuda.json" | tee "$OUT_DIR/ensemble_cuda.md"
 STATUS=${PIPESTATUS[0]}
-if [ "$STATUS" -ne 0 ]; then
-    say "benchmarks/ensemble.py stopped with status $STATUS (124: over the ${BUDGET}s budget); partial output in $OUT_DIR"
-fi
+[ "$STATUS" -ne 0 ] && say "benchmarks/ensemble.py stopped with status $STATUS (124: over the ${BUDGET}s budget)"
+
+say "the same with TF32 allowed, N = 32 128"
+timeout 120 "$PY" benchmarks/ensemble.py --device cuda --sizes 32 128 --steps "$STEPS" --warmup 3 --tf32 \
+    --data dsprites_full --source procedural --timeout 60 --json "$OUT_DIR/ensemble_cuda_tf32.json" | tee "$OUT_DIR/ensemble_cuda_tf32.md"
+
+say "waiting for the metric suite"
+wait "$METRICS" || say "the metric suite did not finish (see metrics.log); projecting with the 2-core CPU's figure"
+if [ -s "$OUT_DIR/metrics.json" ]; then METRIC_ARGS=(--metrics "$OUT_DIR/metrics.json"); else METRIC_ARGS=(--metrics-seconds 160); fi
+for kind in ensemble_cuda ensemble_cuda_tf32; do
+    [ -s "$OUT_DIR/$kind.json" ] || continue
+    say "projection from $kind"
+    timeout 60 "$PY" benchmarks/project.py --ensemble "$OUT_DIR/$kind.json" "${METRIC_ARGS[@]}" --device cuda \
+        --json "$OUT_DIR/project_$kind.json" | tee "$OUT_DIR/project_$kind.md"
+done
 say "done in $(( $(date +%s) - START )) s; results in $OUT_DIR"
 exit "$STATUS"

@@ -69,6 +69,10 @@ def run(
              "vectorised model, then evaluate each. Default: 32 when a GPU is available (then --workers "
              "defaults to 1), else 1 (each run alone). On the CPU results are the same bit for bit; on a GPU "
              "each step agrees to float32 rounding. See docs/ensembles.md."),
+    tf32: bool = typer.Option(
+        False, "--tf32/--no-tf32",
+        help="Let ensembles on a GPU compute convolutions and matrix products in TensorFloat-32 (faster on "
+             "Ampere and newer; inputs rounded to 10-bit mantissas). Default off: float32, as the study."),
     force: bool = typer.Option(False, "--force", help="Adopt a study directory made by another spec."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -81,7 +85,7 @@ def run(
     s.run_configs()  # validates every run and refuses collisions before anything starts
     claim_study_dir(out, s, force=force)
     results = run_study(s, out, executor=executor, workers=workers, only=only, max_attempts=max_attempts,
-                        address=address, threads=threads, ensemble=ensemble, progress=progress, echo=console.print)
+                        address=address, threads=threads, ensemble=ensemble, tf32=tf32, progress=progress, echo=console.print)
     failed = [r for r in results if r["status"] == "failed"]
     console.print(f"study {s.name}: {len(results) - len(failed)} runs processed, {len(failed)} failed; results in {out}")
     if failed:

@@ -88,8 +88,13 @@ def ensemble_jobs(spec: StudySpec, todo: list[int], size: int) -> list[list[int]
     return sorted(jobs, key=lambda job: job[0])
 
 
-def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, threads: int | None = None) -> list[dict]:
-    """Train ``model_nums`` as one ensemble, then evaluate each; one result per run, as :func:`process_run`."""
+def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, threads: int | None = None,
+                     tf32: bool = False) -> list[dict]:
+    """Train ``model_nums`` as one ensemble, then evaluate each; one result per run, as :func:`process_run`.
+
+    ``tf32``: let a GPU compute the ensemble's convolutions and matrix products in
+    TensorFloat-32 (see :func:`~disentangled.train.ensemble.train_ensemble`).
+    """
     import contextlib
 
     from .spec import from_mapping
@@ -119,7 +124,7 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
         try:
             if mine:
                 outcomes = train_ensemble([spec.run_config(n) for n in mine], [run_dir(study_dir, n) for n in mine],
-                                          resume=True, progress=False, device=device)
+                                          resume=True, progress=False, device=device, allow_tf32=tf32)
                 trained = dict(zip(mine, outcomes))
         except Exception as err:  # the whole ensemble stopped: every member records why
             trained = {n: err for n in mine}
@@ -143,11 +148,11 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
 
 
 def process_job(study_dir: str, model_nums: list[int], spec_dict: dict, threads: int | None = None,
-                ensemble: bool = False) -> list[dict]:
+                ensemble: bool = False, tf32: bool = False) -> list[dict]:
     """One unit of work of an executor: a run alone, or an ensemble of runs (also of one, on its device)."""
     if not ensemble:
         return [process_run(study_dir, n, spec_dict, threads) for n in model_nums]
-    return process_ensemble(study_dir, model_nums, spec_dict, threads)
+    return process_ensemble(study_dir, model_nums, spec_dict, threads, tf32)
 
 
 def evaluate_run(run: Path, spec: StudySpec, model_num: int, device=None) -> None:
@@ -180,6 +185,7 @@ def run_study(
     address: str | None = None,
     threads: int | None = None,
     ensemble: int | None = None,
+    tf32: bool = False,
     progress: bool = True,
     echo=print,
 ) -> list[dict]:
@@ -188,7 +194,8 @@ def run_study(
     ``threads`` is the number of PyTorch threads each run uses (default: the cores shared
     evenly among the workers). ``ensemble`` is the most runs trained together as one
     vectorised model (default :func:`default_ensemble`: 32 with a GPU, 1 without); with a
-    GPU and ensembles, ``workers`` defaults to 1 (one process drives the GPU).
+    GPU and ensembles, ``workers`` defaults to 1 (one process drives the GPU). ``tf32`` lets
+    ensembles on a GPU compute in TensorFloat-32 (off by default: float32, as the study).
     """
     from tqdm import tqdm
 
@@ -227,7 +234,7 @@ def run_study(
             if not todo:
                 break
             jobs = ensemble_jobs(spec, todo, ensemble)
-            stacked = ensemble > 1
+            stacked = (ensemble > 1, tf32)
             if executor == "inline":
                 _run_inline(study_dir, jobs, spec_dict, threads, stacked, finished)
             elif executor == "local":
@@ -245,7 +252,7 @@ def _run_inline(study_dir, jobs, spec_dict, threads, stacked, finished) -> None:
     before = torch.get_num_threads()
     try:
         for job in jobs:
-            for result in process_job(str(study_dir), job, spec_dict, threads, stacked):
+            for result in process_job(str(study_dir), job, spec_dict, threads, *stacked):
                 finished(result)
     finally:
         torch.set_num_threads(before)
@@ -256,7 +263,7 @@ def _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished) 
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(process_job, str(study_dir), job, spec_dict, threads, stacked) for job in jobs]
+        futures = [pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked) for job in jobs]
         for future in as_completed(futures):
             for result in future.result():
                 finished(result)
@@ -283,7 +290,7 @@ def _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max
             raise RayUnavailable(f"cannot connect to the Ray cluster at {address!r}: {err}; nothing was started") from err
     try:
         task = ray.remote(num_cpus=threads, max_retries=max_attempts - 1)(process_job)  # one run or one ensemble
-        refs = {task.remote(str(Path(study_dir).resolve()), job, spec_dict, threads, stacked): job for job in jobs}
+        refs = {task.remote(str(Path(study_dir).resolve()), job, spec_dict, threads, *stacked): job for job in jobs}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:

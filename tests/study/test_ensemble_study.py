@@ -52,3 +52,20 @@ def test_local_executor_with_ensembles(tmp_path):
     local, results = run_tiny(tmp_path, "local", "local", workers=2, ensemble=2)
     assert sorted(r["status"] for r in results) == ["done"] * 4
     pd.testing.assert_frame_equal(comparable(collect(inline)), comparable(collect(local)))
+
+
+def test_tf32_reaches_the_ensemble(tmp_path, monkeypatch):
+    import disentangled.train.ensemble as ens
+
+    seen = []
+
+    def fake(configs, run_dirs, **kwargs):
+        seen.append((len(configs), kwargs["allow_tf32"], str(kwargs["device"])))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ens, "train_ensemble", fake)
+    spec = tiny_spec()
+    claim_study_dir(tmp_path / "s", spec)
+    results = run_study(spec, tmp_path / "s", executor="inline", ensemble=4, tf32=True, max_attempts=1, progress=False)
+    assert seen == [(4, True, "cpu")]
+    assert {r["status"] for r in results} == {"failed"} and "stop here" in results[0]["reason"]
