@@ -103,7 +103,7 @@ timeout 120 "$PY" benchmarks/ensemble.py --device cuda --sizes 32 128 --steps "$
 
 say "waiting for the metric suite"
 wait "$METRICS" || say "the metric suite did not finish (see metrics.log); projecting with the 2-core CPU's figure"
-if [ -s "$OUT_DIR/metrics.json" ]; then METRIC_ARGS=(--metrics "$OUT_DIR/metrics.json"); else METRIC_ARGS=(--metrics-seconds 160); fi
+if [ -s "$OUT_DIR/metrics.json" ]; then METRIC_ARGS=(--metrics "$OUT_DIR/metrics.json"); else METRIC_ARGS=(--metrics-seconds 116); fi
 for kind in ensemble_cuda ensemble_cuda_tf32; do
     [ -s "$OUT_DIR/$kind.json" ] || continue
     say "projection from $kind"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 import types
@@ -378,9 +379,13 @@ def main(argv=None) -> None:
         print(f"| **suite** | {ref_total:.1f} | {ours_total:.1f} | {ref_total / ours_total:.1f}x | |")
     else:
         print(f"| **suite** | - | {ours_total:.1f} | - | |")
+    peak = {"self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    print(f"\npeak RSS: this process {peak['self_mib']:.0f} MiB, largest worker process {peak['children_mib']:.0f} MiB"
+          + (" (reference included)" if reference else ""))
     if args.output:
         args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                           "ours_total_s": ours_total,
+                                           "ours_total_s": ours_total, "peak_rss": peak,
                                            "reference": {k: v[1] for k, v in reference.items()},
                                            "ours": {k: v["scores"] for k, v in ours.items()}}, indent=2))
 

@@ -22,10 +22,14 @@ process, round-robin so that all see the same load:
 * ``disent (EncoderConv64)``: the same framework with disent's own ``EncoderConv64`` /
   ``DecoderConv64`` (4x4 kernels in every encoder layer, 1600-wide flatten: not the
   study's network, shown because it is what disent users get);
+* with ``--ensemble N``: this package's ensemble of N members (``benchmarks/ensemble.py``'s
+  step: N batches from procedural dSprites, the stacked loss, per-member Adam), counted
+  per model-step;
 * with ``--trainer``, also disent run as its users run it: a Lightning ``Trainer`` over a
   DataLoader of fixed batches, steady-state time per step from a callback.
 
-Prints a Markdown table (median ms per step and ratio to the plain loop).
+Prints a Markdown table: median ms per step, ms per model-step, and model-steps per second
+against the plain loop's.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ensemble import ensemble_step_fn  # noqa: E402
 from train_step import our_step_fn, plain_step_fn, timed  # noqa: E402
 
 
@@ -143,6 +148,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--source", default="procedural", help="dSprites source for our step (cached if prepared)")
     ap.add_argument("--trainer", action="store_true", help="also time disent under a Lightning Trainer")
+    ap.add_argument("--ensemble", type=int, nargs="*", default=[], help="also time our ensembles of these sizes")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     import logging
@@ -161,24 +167,32 @@ def main():
     ours, _ = our_step_fn("beta_vae", args.batch_size, args.source)
     ours()  # the renderer's one-off set-up
     loops = {
-        "ours": ours,
+        "ours (one model)": ours,
         "plain PyTorch loop": plain_step_fn(args.batch_size),
         "disent 0.8 BetaVae, study architecture": disent_step_fn(args.batch_size, own_network=False),
         "disent 0.8 BetaVae, its EncoderConv64/DecoderConv64": disent_step_fn(args.batch_size, own_network=True),
     }
+    models = {name: 1 for name in loops}
+    for n in args.ensemble:
+        name = f"ours, ensemble of {n}"
+        loops[name], _ = ensemble_step_fn(n, "beta_vae", args.batch_size, "cpu", "dsprites_full", args.source)
+        models[name] = n
     ms = {name: [] for name in loops}
     for _ in range(args.rounds):
         for name, fn in loops.items():
             ms[name].append(timed(fn, args.steps))
     plain = statistics.median(ms["plain PyTorch loop"])
-    print("| loop | ms per step (median) | vs plain loop |")
-    print("|---|---:|---:|")
+    print("| loop | models | ms per step (median) | ms per model-step | model-steps/s vs plain loop |")
+    print("|---|---:|---:|---:|---:|")
+
+    def row(name, m, n):
+        print(f"| {name} | {n} | {m:.1f} | {m / n:.1f} | {plain / (m / n):.2f}x |", flush=True)
+
     for name, values in ms.items():
-        m = statistics.median(values)
-        print(f"| {name} | {m:.1f} | {m / plain:.2f} |", flush=True)
+        row(name, statistics.median(values), models[name])
     if args.trainer:
-        m = disent_trainer_ms(args.batch_size, args.steps * args.rounds)
-        print(f"| disent 0.8 BetaVae, study architecture, Lightning Trainer (run after the others) | {m:.1f} | {m / plain:.2f} |")
+        row("disent 0.8 BetaVae, study architecture, Lightning Trainer (run after the others)",
+            disent_trainer_ms(args.batch_size, args.steps * args.rounds), 1)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,22 @@ class GroundTruthData(abc.ABC):
     def sample_observations(self, n: int, *, rng: Rng) -> np.ndarray:
         return self.sample(n, rng=rng)[1]
 
+    def sample_rows(self, n: int, *, rng: Rng) -> np.ndarray:
+        """Flat indices ``space.index(full)`` of ``n`` factor vectors drawn as :meth:`sample` draws them.
+
+        The same draws from ``rng`` in the same order as :meth:`sample_factors` followed by
+        :meth:`complete_factors` (latent factors in order, then the nuisance ones), summed
+        straight into row numbers; for a data set with an :meth:`image_table` the rows
+        pick exactly the observations :meth:`sample_observations` returns.
+        """
+        n = _check_count(n)
+        check_rng(rng)
+        sizes, bases = self.space.sizes, self.space.bases
+        rows = np.zeros(n, dtype=np.int64)
+        for k in (*self.latent, *self.nuisance):
+            rows += randint(rng, sizes[k], n) * bases[k]
+        return rows
+
     def image_table(self) -> tuple[np.ndarray, float] | None:
         """The stored images as one lookup table, when an observation is nothing but a lookup.
 

@@ -24,6 +24,12 @@ agrees to 4e-8: on a GPU a member matches its CPU twin to float32 rounding in ea
 and statistically after training, as any GPU training does, not bit for bit. TF32 is
 switched off while an ensemble trains on a GPU (``allow_tf32=False``).
 
+Batches and size. Each step draws every member's batch through
+:class:`~disentangled.train.batches.MemberBatches`: on a GPU from the data set's image
+table kept on the device (same numbers as drawing through the data set). On the CPU at
+most :data:`CPU_MAX_MEMBERS` members are stacked at once; more train as consecutive
+ensembles (``max_members``).
+
 Checkpoints and resume. Every ``train.checkpoint_every`` steps each member writes its
 own checkpoint, atomically, in the format of single runs. An ensemble restarted after a
 crash resumes each member from its own last checkpoint. Members found at different steps
