@@ -303,7 +303,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
-    import numpy as np
+    import numpy as np  # noqa: F401  (first imported here, after the thread variables are set)
     import torch
     from threadpoolctl import threadpool_limits
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 Rng = Union[np.random.Generator, np.random.RandomState]
 

@@ -23,7 +23,6 @@ import functools
 import itertools
 from typing import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from .architectures import Discriminator, build_architecture

@@ -111,7 +111,7 @@ def test_missing_data_is_explained_not_fatal(tmp_path):
     assert page.sections == SECTIONS
     missing = " ".join(page.classes["missing"])
     assert "this analysis failed" not in index.read_text()
-    assert f"needs `unsupervised.gaussian_total_correlation`" in missing  # Fig. 1
+    assert "needs `unsupervised.gaussian_total_correlation`" in missing  # Fig. 1
     assert "unsupervised scores" in missing  # Fig. 4 centre
     assert "needs at least two data sets" in missing  # transfer
     assert "two seeds" in missing  # Table 1, same data set

@@ -123,7 +123,7 @@ def test_pictures_have_contrast_and_the_decoder_output_goes_through_a_sigmoid(tm
 def test_pictures_are_seeded(tmp_path):
     a = vm.visualize_model(StubModel(), BrightnessData(), tmp_path / "a", seed=3, num_animations=1, animations=("minmax_interval",), num_frames=4)
     b = vm.visualize_model(StubModel(), BrightnessData(), tmp_path / "b", seed=3, num_animations=1, animations=("minmax_interval",), num_frames=4)
-    c = vm.visualize_model(StubModel(), BrightnessData(), tmp_path / "c", seed=4, num_animations=1, animations=("minmax_interval",), num_frames=4)
+    vm.visualize_model(StubModel(), BrightnessData(), tmp_path / "c", seed=4, num_animations=1, animations=("minmax_interval",), num_frames=4)
     assert a["files"] == b["files"]
     for f in a["files"]:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
