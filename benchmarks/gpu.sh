@@ -9,7 +9,9 @@
 #      representation at study sizes (benchmarks/metrics.py --skip-reference --jobs 1);
 #   4. the projected time of the 12,600-model study, training, encoding and metrics
 #      (benchmarks/project.py), in float32 and with TF32.
-# Results go to $OUT (if set) or benchmarks/out/: *.md tables, *.json, nvidia-smi.txt.
+# Results go to $OUT (if set) or benchmarks/out/ as two files: gpu_report.md (every table,
+# the log lines and nvidia-smi) and gpu_results.json (every measurement); the intermediate
+# files and logs stay in $OUT_DIR/work (kept only when OUT is not set).
 #
 # Python: an existing .venv whose torch sees a GPU is used as is (nothing is downloaded).
 # Otherwise a python3 on the PATH whose torch sees a GPU is used, with this checkout on
@@ -19,21 +21,26 @@
 #
 #   bash benchmarks/gpu.sh            # or: OUT=/some/dir bash benchmarks/gpu.sh
 #   NO_INSTALL=1 bash benchmarks/gpu.sh   # never download: stop if no CUDA torch is found
+#   DEVICE=cpu SIZES="1 2" STEPS=1 METRIC_SIZES=small bash benchmarks/gpu.sh   # rehearse the script on a CPU
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
 OUT_DIR=${OUT:-$REPO/benchmarks/out}
 mkdir -p "$OUT_DIR"
+if [ -n "${OUT:-}" ]; then WORK=$(mktemp -d); else WORK=$OUT_DIR/work; mkdir -p "$WORK"; fi
 BUDGET=${BUDGET:-170}   # seconds for the float32 throughput measurements
 STEPS=${STEPS:-10}
+DEVICE=${DEVICE:-cuda}
+SIZES=${SIZES:-1 8 32 128}
+METRIC_SIZES=${METRIC_SIZES:-study}
 
-say() { echo "[gpu.sh] $*"; }
+say() { echo "[gpu.sh] $*" | tee -a "$WORK/log.txt"; }
 
-has_cuda() {  # $1: a python executable; true if its torch sees a GPU and the package imports
-    "$1" - <<'EOF' >/dev/null 2>&1
-import torch, numpy, safetensors, yaml, tqdm  # noqa: F401
-assert torch.cuda.is_available()
+has_cuda() {  # $1: a python executable; true if its torch sees the device and this package imports
+    PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" DEVICE="$DEVICE" "$1" - <<'EOF' >/dev/null 2>&1
+import os, torch, disentangled.train, disentangled.evaluate  # noqa: F401
+assert os.environ["DEVICE"] == "cpu" or torch.cuda.is_available()
 EOF
 }
 
@@ -65,50 +72,78 @@ if [ -z "$PY" ]; then
         VENV=.venv
     fi
     # the Makefile's install step, without the test and ray extras
-    if { test -x "$VENV/bin/python" || python3 -m venv "$VENV"; } >"$OUT_DIR/install.log" 2>&1 \
-        && timeout 900 "$VENV/bin/python" -m pip install -q -c constraints.txt -e . >>"$OUT_DIR/install.log" 2>&1 \
+    if { test -x "$VENV/bin/python" || python3 -m venv "$VENV"; } >"$WORK/install.log" 2>&1 \
+        && timeout 900 "$VENV/bin/python" -m pip install -q -c constraints.txt -e . >>"$WORK/install.log" 2>&1 \
         && has_cuda "$VENV/bin/python"; then
         PY=$VENV/bin/python
     else
-        say "could not set up a CUDA torch (no network, or the pinned wheel has no CUDA); see $OUT_DIR/install.log."
+        tail -n 20 "$WORK/install.log"; say "could not set up a CUDA torch (no network, or the pinned wheel has no CUDA); the install log ends above."
         say "Fix: carry a .venv built on a GPU machine, or install a CUDA build of torch into .venv"
         say "     (.venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu124)."
         exit 2
     fi
 fi
 
-nvidia-smi >"$OUT_DIR/nvidia-smi.txt" 2>&1 || say "nvidia-smi not available (continuing)"
-say "device: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')"
+nvidia-smi >"$WORK/nvidia-smi.txt" 2>&1 || say "nvidia-smi not available (continuing)"
+if [ "$DEVICE" = cuda ]; then
+    say "device: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0), torch.__version__)')"
+else
+    say "device: cpu (a rehearsal; the numbers are not GPU numbers)"
+fi
 
 START=$(date +%s)
 export DISENTANGLED_DATA=${DISENTANGLED_DATA:-$REPO/benchmarks/out/data}
 say "preparing the procedural dSprites in $DISENTANGLED_DATA (skipped when present)"
-timeout 150 "$PY" -m disentangled data prepare dsprites_full --source procedural >"$OUT_DIR/prepare.log" 2>&1 \
+timeout 150 "$PY" -m disentangled data prepare dsprites_full --source procedural >"$WORK/prepare.log" 2>&1 \
     || say "preparing dSprites failed or took too long (see prepare.log); ensembles then render batches on the CPU"
 
 say "metric suite on one CPU core, in the background (for the projection)"
-timeout 280 "$PY" benchmarks/metrics.py --skip-reference --sizes study --jobs 1 --threads 1 \
-    --output "$OUT_DIR/metrics.json" >"$OUT_DIR/metrics.md" 2>"$OUT_DIR/metrics.log" &
+timeout 280 "$PY" benchmarks/metrics.py --skip-reference --sizes "$METRIC_SIZES" --jobs 1 --threads 1 \
+    --output "$WORK/metrics.json" >"$WORK/metrics.md" 2>"$WORK/metrics.log" &
 METRICS=$!
 
-say "ensemble throughput on CUDA, float32, N = 1 8 32 128, plus the plain loop (each in its own process)"
-timeout "$BUDGET" "$PY" benchmarks/ensemble.py --device cuda --sizes 1 8 32 128 --steps "$STEPS" --warmup 3 \
-    --data dsprites_full --source procedural --timeout 90 --json "$OUT_DIR/ensemble_cuda.json" | tee "$OUT_DIR/ensemble_cuda.md"
+say "ensemble throughput on $DEVICE, float32, N = $SIZES, plus the plain loop (each in its own process)"
+# shellcheck disable=SC2086
+timeout "$BUDGET" "$PY" benchmarks/ensemble.py --device "$DEVICE" --sizes $SIZES --steps "$STEPS" --warmup 3 \
+    --data dsprites_full --source procedural --timeout 90 --json "$WORK/ensemble_cuda.json" | tee "$WORK/ensemble_cuda.md"
 STATUS=${PIPESTATUS[0]}
 [ "$STATUS" -ne 0 ] && say "benchmarks/ensemble.py stopped with status $STATUS (124: over the ${BUDGET}s budget)"
 
-say "the same with TF32 allowed, N = 32 128"
-timeout 120 "$PY" benchmarks/ensemble.py --device cuda --sizes 32 128 --steps "$STEPS" --warmup 3 --tf32 \
-    --data dsprites_full --source procedural --timeout 60 --json "$OUT_DIR/ensemble_cuda_tf32.json" | tee "$OUT_DIR/ensemble_cuda_tf32.md"
+if [ "$DEVICE" = cuda ]; then
+    say "the same with TF32 allowed, N = 32 128"
+    timeout 120 "$PY" benchmarks/ensemble.py --device cuda --sizes 32 128 --steps "$STEPS" --warmup 3 --tf32 \
+        --data dsprites_full --source procedural --timeout 60 --json "$WORK/ensemble_cuda_tf32.json" | tee "$WORK/ensemble_cuda_tf32.md"
+fi
 
 say "waiting for the metric suite"
 wait "$METRICS" || say "the metric suite did not finish (see metrics.log); projecting with the 2-core CPU's figure"
-if [ -s "$OUT_DIR/metrics.json" ]; then METRIC_ARGS=(--metrics "$OUT_DIR/metrics.json"); else METRIC_ARGS=(--metrics-seconds 116); fi
+if [ -s "$WORK/metrics.json" ]; then METRIC_ARGS=(--metrics "$WORK/metrics.json"); else METRIC_ARGS=(--metrics-seconds 116); fi
 for kind in ensemble_cuda ensemble_cuda_tf32; do
-    [ -s "$OUT_DIR/$kind.json" ] || continue
+    [ -s "$WORK/$kind.json" ] || continue
     say "projection from $kind"
-    timeout 60 "$PY" benchmarks/project.py --ensemble "$OUT_DIR/$kind.json" "${METRIC_ARGS[@]}" --device cuda \
-        --json "$OUT_DIR/project_$kind.json" | tee "$OUT_DIR/project_$kind.md"
+    timeout 60 "$PY" benchmarks/project.py --ensemble "$WORK/$kind.json" "${METRIC_ARGS[@]}" --device "$DEVICE" \
+        --json "$WORK/project_$kind.json" | tee "$WORK/project_$kind.md"
 done
-say "done in $(( $(date +%s) - START )) s; results in $OUT_DIR"
+say "done in $(( $(date +%s) - START )) s"
+{
+    echo "# benchmarks/gpu.sh, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    for f in log.txt nvidia-smi.txt ensemble_cuda.md ensemble_cuda_tf32.md metrics.md project_ensemble_cuda.md \
+             project_ensemble_cuda_tf32.md prepare.log metrics.log; do
+        [ -s "$WORK/$f" ] || continue
+        printf '\n## %s\n\n' "$f"
+        case "$f" in *.md) cat "$WORK/$f" ;; *) echo '```'; tail -n 60 "$WORK/$f"; echo '```' ;; esac
+    done
+} >"$OUT_DIR/gpu_report.md"
+"$PY" - "$WORK" "$OUT_DIR/gpu_results.json" <<'EOF'
+import json, pathlib, sys
+work, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+merged = {}
+for path in sorted(work.glob("*.json")):
+    try:
+        merged[path.stem] = json.loads(path.read_text())
+    except ValueError as err:
+        merged[path.stem] = {"error": f"unreadable: {err}"}
+out.write_text(json.dumps(merged, indent=1))
+EOF
+echo "[gpu.sh] results: $OUT_DIR/gpu_report.md and $OUT_DIR/gpu_results.json"
 exit "$STATUS"
