@@ -16,9 +16,9 @@ representations each run is scored on; ``--images`` is how many distinct images 
 representation encodes for the suite (691,852 at study sizes, counted by
 ``benchmarks/metrics.py --encoding``). Training and encoding share the GPU; the metrics
 run on the host's cores (``--cores``) beside them. Printed: each part in hours, the total
-when the metrics overlap the GPU work (the study's own executors do: the GPU process
-trains the next ensemble while worker processes score finished runs) and when nothing
-overlaps, and the paper's budget (2.52 P100 GPU-years; 1% of it is 220.8 hours).
+when the metrics overlap the GPU work (as ``study run`` does on a GPU with the local or
+Ray executor: the ensemble process trains the next ensemble while ``--eval-workers``
+processes score the trained members) and when nothing overlaps, and the paper's budget (2.52 P100 GPU-years; 1% of it is 220.8 hours).
 
     .venv/bin/python benchmarks/project.py --ensemble out/ensemble_cuda.json --metrics out/metrics.json --device cuda
 """

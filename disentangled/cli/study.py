@@ -73,6 +73,11 @@ def run(
         False, "--tf32/--no-tf32",
         help="Let ensembles on a GPU compute convolutions and matrix products in TensorFloat-32 (faster on "
              "Ampere and newer; inputs rounded to 10-bit mantissas). Default off: float32, as the study."),
+    eval_workers: Optional[int] = typer.Option(
+        None, "--eval-workers", min=0,
+        help="With ensembles (local or ray executor): processes that score trained members while training goes "
+             "on. Default: on a GPU the cores the training workers leave free, on the CPU 0 (score in the "
+             "ensemble's process)."),
     force: bool = typer.Option(False, "--force", help="Adopt a study directory made by another spec."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -85,7 +90,8 @@ def run(
     s.run_configs()  # validates every run and refuses collisions before anything starts
     claim_study_dir(out, s, force=force)
     results = run_study(s, out, executor=executor, workers=workers, only=only, max_attempts=max_attempts,
-                        address=address, threads=threads, ensemble=ensemble, tf32=tf32, progress=progress, echo=console.print)
+                        address=address, threads=threads, ensemble=ensemble, tf32=tf32, eval_workers=eval_workers,
+                        progress=progress, echo=console.print)
     failed = [r for r in results if r["status"] == "failed"]
     console.print(f"study {s.name}: {len(results) - len(failed)} runs processed, {len(failed)} failed; results in {out}")
     if failed:

@@ -18,7 +18,10 @@ numeric hyperparameters are grouped, in model-number order, into ensembles of up
 member's run lock, trains the members that need it as one vectorised model
 (:func:`~disentangled.train.ensemble.train_ensemble`) and then evaluates each member as
 :func:`process_run` does. On the CPU the table is then the same bit for bit; on a GPU
-each training step agrees to float32 rounding (see docs/ensembles.md).
+each training step agrees to float32 rounding (see docs/ensembles.md). With
+``eval_workers`` (the default on a GPU) the ensemble's process only trains, and each
+trained member is scored in a separate single-threaded process (its encoder on the
+GPU), so the GPU trains the next ensemble while the CPU cores score the last one.
 """
 
 from __future__ import annotations
@@ -34,8 +37,12 @@ from .store import attempts, is_complete, metric_path, record_failure, run_dir, 
 EXECUTORS = ("inline", "local", "ray")
 
 
-def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | None = None) -> dict:
-    """Train and evaluate one run; returns ``{"model_num", "status", "reason", "seconds"}``."""
+def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | None = None,
+                device: str | None = None) -> dict:
+    """Train and evaluate one run; returns ``{"model_num", "status", "reason", "seconds"}``.
+
+    ``device``: where the evaluation encodes (default: the CPU; ``"auto"``: a GPU if there is one).
+    """
     from .spec import from_mapping
 
     if threads:
@@ -58,7 +65,7 @@ def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | 
             config = spec.run_config(model_num)
             train(config, run, resume=True, progress=False)
             stage = "evaluate"
-            evaluate_run(run, spec, model_num)
+            evaluate_run(run, spec, model_num, device=_device(device))
         except Exception as err:  # the study goes on; the reason is kept with the run
             reason = f"{type(err).__name__}: {err}"
             n = record_failure(run, stage, reason + "\n" + traceback.format_exc(limit=3))
@@ -89,11 +96,14 @@ def ensemble_jobs(spec: StudySpec, todo: list[int], size: int) -> list[list[int]
 
 
 def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, threads: int | None = None,
-                     tf32: bool = False) -> list[dict]:
+                     tf32: bool = False, evaluate: bool = True) -> list[dict]:
     """Train ``model_nums`` as one ensemble, then evaluate each; one result per run, as :func:`process_run`.
 
     ``tf32``: let a GPU compute the ensemble's convolutions and matrix products in
-    TensorFloat-32 (see :func:`~disentangled.train.ensemble.train_ensemble`).
+    TensorFloat-32 (see :func:`~disentangled.train.ensemble.train_ensemble`). With
+    ``evaluate=False`` the members are only trained: those that trained get the status
+    ``"trained"`` and are evaluated elsewhere (:func:`process_run` with the encoder on
+    the GPU), so that the GPU process can go on training the next ensemble.
     """
     import contextlib
 
@@ -134,6 +144,9 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
             try:
                 if isinstance(outcome, Exception):
                     raise outcome
+                if not evaluate:
+                    results[n] = {"model_num": n, "status": "trained", "reason": "", "seconds": time.perf_counter() - start}
+                    continue
                 stage = "evaluate"
                 evaluate_run(run, spec, n, device=device)  # on the GPU the ensemble trained on, if any
             except Exception as err:
@@ -148,11 +161,19 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
 
 
 def process_job(study_dir: str, model_nums: list[int], spec_dict: dict, threads: int | None = None,
-                ensemble: bool = False, tf32: bool = False) -> list[dict]:
+                ensemble: bool = False, tf32: bool = False, evaluate: bool = True) -> list[dict]:
     """One unit of work of an executor: a run alone, or an ensemble of runs (also of one, on its device)."""
     if not ensemble:
         return [process_run(study_dir, n, spec_dict, threads) for n in model_nums]
-    return process_ensemble(study_dir, model_nums, spec_dict, threads, tf32)
+    return process_ensemble(study_dir, model_nums, spec_dict, threads, tf32, evaluate)
+
+
+def _device(device: str | None) -> str | None:
+    if device == "auto":
+        from ..train.ensemble import default_device
+
+        return default_device()
+    return device
 
 
 def evaluate_run(run: Path, spec: StudySpec, model_num: int, device=None) -> None:
@@ -186,6 +207,7 @@ def run_study(
     threads: int | None = None,
     ensemble: int | None = None,
     tf32: bool = False,
+    eval_workers: int | None = None,
     progress: bool = True,
     echo=print,
 ) -> list[dict]:
@@ -196,6 +218,12 @@ def run_study(
     vectorised model (default :func:`default_ensemble`: 32 with a GPU, 1 without); with a
     GPU and ensembles, ``workers`` defaults to 1 (one process drives the GPU). ``tf32`` lets
     ensembles on a GPU compute in TensorFloat-32 (off by default: float32, as the study).
+
+    ``eval_workers``: with ensembles and the ``local`` or ``ray`` executor, score trained
+    members in this many separate single-threaded processes (their encoders on the GPU
+    when there is one) while the ensemble workers go on training; 0 scores each member in
+    its ensemble's process after training. Default: on a GPU, the cores the training
+    workers leave free (at least 1); on the CPU, 0.
     """
     from tqdm import tqdm
 
@@ -216,7 +244,13 @@ def run_study(
     if workers is None and ensemble > 1 and default_ensemble() > 1:
         workers = 1  # a GPU: one process feeds it whole ensembles
     workers = workers or max(1, min(len(ensemble_jobs(spec, todo, ensemble)), (os.cpu_count() or 1)))
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    gpu = ensemble > 1 and default_ensemble() > 1
+    if eval_workers is not None and eval_workers < 0:
+        raise ValueError(f"--eval-workers must be 0 or more, got {eval_workers}")
+    if eval_workers is None:
+        eval_workers = max(1, (os.cpu_count() or 1) - workers) if gpu else 0
+    # a process driving a GPU needs one thread; on the CPU the cores are shared among the workers
+    threads = threads or (1 if gpu and eval_workers else max(1, (os.cpu_count() or 1) // workers))
 
     def finished(result: dict) -> None:
         results.append(result)
@@ -235,12 +269,13 @@ def run_study(
                 break
             jobs = ensemble_jobs(spec, todo, ensemble)
             stacked = (ensemble > 1, tf32)
+            split = eval_workers if ensemble > 1 else 0
             if executor == "inline":
                 _run_inline(study_dir, jobs, spec_dict, threads, stacked, finished)
             elif executor == "local":
-                _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished)
+                _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished, split)
             else:
-                _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished)
+                _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished, split)
             todo = [r["model_num"] for r in results[-len(todo):] if r["status"] == "failed"
                     and attempts(run_dir(study_dir, r["model_num"])) < max_attempts]
     return results
@@ -258,22 +293,38 @@ def _run_inline(study_dir, jobs, spec_dict, threads, stacked, finished) -> None:
         torch.set_num_threads(before)
 
 
-def _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished) -> None:
+def _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished, eval_workers=0) -> None:
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked) for job in jobs]
-        for future in as_completed(futures):
-            for result in future.result():
-                finished(result)
+    spawn = mp.get_context("spawn")
+    if not eval_workers:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+            futures = [pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked) for job in jobs]
+            for future in as_completed(futures):
+                for result in future.result():
+                    finished(result)
+        return
+    # ensembles train in ``workers`` processes; each trained member is scored in one of ``eval_workers``
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as train_pool, \
+            ProcessPoolExecutor(max_workers=eval_workers, mp_context=spawn) as eval_pool:
+        waiting = {train_pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked, False) for job in jobs}
+        while waiting:
+            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in done:
+                results = future.result()
+                for result in results if isinstance(results, list) else [results]:  # an ensemble's, or one scored run
+                    if result["status"] == "trained":
+                        waiting.add(eval_pool.submit(process_run, str(study_dir), result["model_num"], spec_dict, 1, "auto"))
+                    else:
+                        finished(result)
 
 
 class RayUnavailable(RuntimeError):
     pass
 
 
-def _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished) -> None:
+def _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished, eval_workers=0) -> None:
     try:
         import ray
     except ImportError as err:
@@ -284,24 +335,30 @@ def _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=workers + eval_workers, include_dashboard=False, log_to_driver=False)
                 started_here = True
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise RayUnavailable(f"cannot connect to the Ray cluster at {address!r}: {err}; nothing was started") from err
     try:
         task = ray.remote(num_cpus=threads, max_retries=max_attempts - 1)(process_job)  # one run or one ensemble
-        refs = {task.remote(str(Path(study_dir).resolve()), job, spec_dict, threads, *stacked): job for job in jobs}
+        scorer = ray.remote(num_cpus=1, max_retries=max_attempts - 1)(process_run)  # a trained member, scored
+        root = str(Path(study_dir).resolve())
+        refs = {task.remote(root, job, spec_dict, threads, *stacked, not eval_workers): job for job in jobs}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
                 job = refs.pop(ref)
                 try:
                     results = ray.get(ref)
+                    results = results if isinstance(results, list) else [results]
                 except ray.exceptions.RayError as err:
                     results = [{"model_num": n, "status": "failed", "reason": f"ray task failed: {err}", "seconds": 0.0}
                                for n in job]
                 for result in results:
-                    finished(result)
+                    if result["status"] == "trained":
+                        refs[scorer.remote(root, result["model_num"], spec_dict, 1, "auto")] = [result["model_num"]]
+                    else:
+                        finished(result)
     finally:
         if started_here:
             ray.shutdown()

@@ -69,3 +69,23 @@ def test_tf32_reaches_the_ensemble(tmp_path, monkeypatch):
     results = run_study(spec, tmp_path / "s", executor="inline", ensemble=4, tf32=True, max_attempts=1, progress=False)
     assert seen == [(4, True, "cpu")]
     assert {r["status"] for r in results} == {"failed"} and "stop here" in results[0]["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_members_scored_in_separate_processes_give_the_same_table(tmp_path, executor):
+    """The GPU default: ensemble processes only train; trained members are scored by other workers."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    inline, _ = run_tiny(tmp_path, "inline", "inline")
+    split, results = run_tiny(tmp_path, "split", executor, workers=1, ensemble=2, eval_workers=1)
+    assert sorted(r["model_num"] for r in results) == [0, 1, 2, 3]
+    assert {r["status"] for r in results} == {"done"}
+    pd.testing.assert_frame_equal(comparable(collect(inline)), comparable(collect(split)))
+
+
+def test_eval_workers_are_validated(tmp_path):
+    spec = tiny_spec()
+    claim_study_dir(tmp_path / "s", spec)
+    with pytest.raises(ValueError, match="--eval-workers"):
+        run_study(spec, tmp_path / "s", executor="local", ensemble=2, eval_workers=-1, progress=False)
