@@ -8,7 +8,10 @@
 #   3. in the background meanwhile, on one CPU core: the metric suite for one
 #      representation at study sizes (benchmarks/metrics.py --skip-reference --jobs 1);
 #   4. the projected time of the 12,600-model study, training, encoding and metrics
-#      (benchmarks/project.py), in float32 and with TF32.
+#      (benchmarks/project.py), in float32 and with TF32;
+#   5. when disent can be imported (or its wheel lies in .whl/: `pip download --no-deps
+#      disent==0.8.0 -d .whl`; everything it needs is on the GPU machines here), one step
+#      of disent's BetaVae beside ours and the plain loop on the GPU (benchmarks/peers.py).
 # Results go to $OUT (if set) or benchmarks/out/ as two files: gpu_report.md (every table,
 # the log lines and nvidia-smi) and gpu_results.json (every measurement); the intermediate
 # files and logs stay in $OUT_DIR/work (kept only when OUT is not set).
@@ -44,8 +47,14 @@ assert os.environ["DEVICE"] == "cpu" or torch.cuda.is_available()
 EOF
 }
 
-PY=""
-if [ -x .venv/bin/python ]; then
+PY=${PYTHON:-}   # PYTHON=/path/to/python chooses the interpreter (it must see the device and import this package)
+if [ -n "$PY" ] && ! has_cuda "$PY"; then
+    say "PYTHON=$PY does not see the device or cannot import this package; stopping."
+    exit 2
+fi
+if [ -n "$PY" ]; then
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+elif [ -x .venv/bin/python ]; then
     if has_cuda .venv/bin/python; then
         PY=.venv/bin/python
         say "using the existing .venv ($(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
@@ -118,6 +127,18 @@ fi
 say "waiting for the metric suite"
 wait "$METRICS" || say "the metric suite did not finish (see metrics.log); projecting with the 2-core CPU's figure"
 if [ -s "$WORK/metrics.json" ]; then METRIC_ARGS=(--metrics "$WORK/metrics.json"); else METRIC_ARGS=(--metrics-seconds 116); fi
+if ls .whl/disent-*.whl >/dev/null 2>&1 && ! "$PY" -c 'import disent' >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --target /tmp/peer-site .whl/disent-*.whl >"$WORK/peer-install.log" 2>&1 \
+        && export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}/tmp/peer-site"
+fi
+if "$PY" -c 'import disent' >/dev/null 2>&1; then
+    say "disent beside ours on $DEVICE (benchmarks/peers.py)"
+    timeout 120 "$PY" benchmarks/peers.py --device "$DEVICE" --rounds 3 --steps "$STEPS" --ensemble 32 128 --trainer \
+        --source procedural 2>"$WORK/peers.log" | grep -v '^GPU available\|^TPU available\|Tip:\|max_steps' | tee "$WORK/peers.md"
+else
+    say "disent not importable: no peer comparison on $DEVICE (put its wheel in .whl/ to have one)"
+fi
+
 for kind in ensemble_cuda ensemble_cuda_tf32; do
     [ -s "$WORK/$kind.json" ] || continue
     say "projection from $kind"
@@ -128,7 +149,7 @@ say "done in $(( $(date +%s) - START )) s"
 {
     echo "# benchmarks/gpu.sh, $(date -u '+%Y-%m-%d %H:%M UTC')"
     for f in log.txt nvidia-smi.txt ensemble_cuda.md ensemble_cuda_tf32.md metrics.md project_ensemble_cuda.md \
-             project_ensemble_cuda_tf32.md prepare.log metrics.log; do
+             project_ensemble_cuda_tf32.md peers.md prepare.log metrics.log peers.log; do
         [ -s "$WORK/$f" ] || continue
         printf '\n## %s\n\n' "$f"
         case "$f" in *.md) cat "$WORK/$f" ;; *) echo '```'; tail -n 60 "$WORK/$f"; echo '```' ;; esac

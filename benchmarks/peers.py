@@ -47,6 +47,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ensemble import ensemble_step_fn  # noqa: E402
+from ensemble import plain_step_fn as plain_on_device  # noqa: E402
 from train_step import our_step_fn, plain_step_fn, timed  # noqa: E402
 
 
@@ -95,10 +96,10 @@ def disent_framework(own_network: bool, d: int = 10):
     return BetaVae(model=AutoEncoder(encoder=enc, decoder=dec), cfg=cfg)
 
 
-def disent_step_fn(batch_size: int, own_network: bool):
-    fw = disent_framework(own_network)
+def disent_step_fn(batch_size: int, own_network: bool, device: str = "cpu"):
+    fw = disent_framework(own_network).to(device)
     opt = fw.configure_optimizers()
-    x = (torch.rand(batch_size, 1, 64, 64) < 0.1).float()
+    x = (torch.rand(batch_size, 1, 64, 64, device=device) < 0.1).float()
     batch = {"x_targ": (x,)}
     counter = {"i": 0}
 
@@ -112,7 +113,7 @@ def disent_step_fn(batch_size: int, own_network: bool):
     return step
 
 
-def disent_trainer_ms(batch_size: int, steps: int, warmup: int = 3) -> float:
+def disent_trainer_ms(batch_size: int, steps: int, warmup: int = 3, device: str = "cpu") -> float:
     """Steady-state ms per step of disent under a Lightning Trainer (study architecture)."""
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader, Dataset
@@ -134,7 +135,7 @@ def disent_trainer_ms(batch_size: int, steps: int, warmup: int = 3) -> float:
             self.times.append(time.perf_counter())
 
     clock = Clock()
-    trainer = pl.Trainer(max_steps=steps + warmup, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_steps=steps + warmup, accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
     trainer.fit(disent_framework(own_network=False), DataLoader(Fixed(), batch_size=batch_size, shuffle=False))
     t = clock.times[warmup:]
@@ -149,6 +150,8 @@ def main():
     ap.add_argument("--source", default="procedural", help="dSprites source for our step (cached if prepared)")
     ap.add_argument("--trainer", action="store_true", help="also time disent under a Lightning Trainer")
     ap.add_argument("--ensemble", type=int, nargs="*", default=[], help="also time our ensembles of these sizes")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: every loop on the GPU; ours (one model) is then an ensemble of one, as a study trains it")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     import logging
@@ -162,25 +165,44 @@ def main():
         from importlib.metadata import version as dist_version
 
         version = dist_version("disent")
-    print(f"# peers: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or platform.machine()
+    print(f"# peers: {where}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, disent {version}, batch {args.batch_size}, load average {os.getloadavg()[0]:.2f}")
-    ours, _ = our_step_fn("beta_vae", args.batch_size, args.source)
-    ours()  # the renderer's one-off set-up
+    dev = args.device
+    if dev == "cpu":
+        ours, _ = our_step_fn("beta_vae", args.batch_size, args.source)
+        plain_fn = plain_step_fn(args.batch_size)
+    else:
+        ours, _ = ensemble_step_fn(1, "beta_vae", args.batch_size, dev, "dsprites_full", args.source)
+        plain_fn = plain_on_device(args.batch_size, dev)
+    ours()  # the renderer's or the table's one-off set-up
     loops = {
         "ours (one model)": ours,
-        "plain PyTorch loop": plain_step_fn(args.batch_size),
-        "disent 0.8 BetaVae, study architecture": disent_step_fn(args.batch_size, own_network=False),
-        "disent 0.8 BetaVae, its EncoderConv64/DecoderConv64": disent_step_fn(args.batch_size, own_network=True),
+        "plain PyTorch loop": plain_fn,
+        "disent 0.8 BetaVae, study architecture": disent_step_fn(args.batch_size, own_network=False, device=dev),
+        "disent 0.8 BetaVae, its EncoderConv64/DecoderConv64": disent_step_fn(args.batch_size, own_network=True, device=dev),
     }
     models = {name: 1 for name in loops}
     for n in args.ensemble:
         name = f"ours, ensemble of {n}"
-        loops[name], _ = ensemble_step_fn(n, "beta_vae", args.batch_size, "cpu", "dsprites_full", args.source)
+        loops[name], _ = ensemble_step_fn(n, "beta_vae", args.batch_size, dev, "dsprites_full", args.source)
         models[name] = n
+
+    def clocked(fn, n):
+        if dev == "cpu":
+            return timed(fn, n)
+        fn()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - start) / n * 1000
+
     ms = {name: [] for name in loops}
     for _ in range(args.rounds):
         for name, fn in loops.items():
-            ms[name].append(timed(fn, args.steps))
+            ms[name].append(clocked(fn, args.steps))
     plain = statistics.median(ms["plain PyTorch loop"])
     print("| loop | models | ms per step (median) | ms per model-step | model-steps/s vs plain loop |")
     print("|---|---:|---:|---:|---:|")
@@ -192,7 +214,7 @@ def main():
         row(name, statistics.median(values), models[name])
     if args.trainer:
         row("disent 0.8 BetaVae, study architecture, Lightning Trainer (run after the others)",
-            disent_trainer_ms(args.batch_size, args.steps * args.rounds), 1)
+            disent_trainer_ms(args.batch_size, args.steps * args.rounds, device=args.device), 1)
 
 
 if __name__ == "__main__":
