@@ -24,7 +24,7 @@
 #
 #   bash benchmarks/gpu.sh            # or: OUT=/some/dir bash benchmarks/gpu.sh
 #   NO_INSTALL=1 bash benchmarks/gpu.sh   # never download: stop if no CUDA torch is found
-#   DEVICE=cpu SIZES="1 2" STEPS=1 METRIC_SIZES=small bash benchmarks/gpu.sh   # rehearse the script on a CPU
+#   DEVICE=cpu SIZES="1 2" PEER_SIZES=2 STEPS=1 METRIC_SIZES=small bash benchmarks/gpu.sh   # rehearse it on a CPU
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -37,6 +37,7 @@ STEPS=${STEPS:-10}
 DEVICE=${DEVICE:-cuda}
 SIZES=${SIZES:-1 8 32 128}
 METRIC_SIZES=${METRIC_SIZES:-study}
+PEER_SIZES=${PEER_SIZES:-32 128}
 
 say() { echo "[gpu.sh] $*" | tee -a "$WORK/log.txt"; }
 
@@ -133,7 +134,8 @@ if ls .whl/disent-*.whl >/dev/null 2>&1 && ! "$PY" -c 'import disent' >/dev/null
 fi
 if "$PY" -c 'import disent' >/dev/null 2>&1; then
     say "disent beside ours on $DEVICE (benchmarks/peers.py)"
-    timeout 120 "$PY" benchmarks/peers.py --device "$DEVICE" --rounds 3 --steps "$STEPS" --ensemble 32 128 --trainer \
+    # shellcheck disable=SC2086
+    timeout 150 "$PY" benchmarks/peers.py --device "$DEVICE" --rounds 3 --steps "$STEPS" --ensemble $PEER_SIZES --trainer \
         --source procedural 2>"$WORK/peers.log" | grep -v '^GPU available\|^TPU available\|Tip:\|max_steps' | tee "$WORK/peers.md"
 else
     say "disent not importable: no peer comparison on $DEVICE (put its wheel in .whl/ to have one)"
