@@ -2,8 +2,8 @@
 
 For each ensemble size N: the ensemble's training step as ``train_ensemble`` takes it (N
 batches drawn from the data set, one per member; the stacked model's loss terms;
-backward; the per-member Adam), and, as the baseline, a plain PyTorch loop of one conv
-VAE written here from scratch (fixed batch, no data drawing, beta-VAE loss). Each
+backward; the per-member Adam), and, as the baseline, the plain PyTorch loop of one conv
+VAE of ``benchmarks/train_step.py`` (fixed batch, no data drawing, beta-VAE loss). Each
 measurement runs in a fresh process, so the peak memory it reports is its own: CUDA's
 ``max_memory_allocated`` on a GPU, the process's peak RSS on the CPU. Prints a Markdown
 table; ``--project`` adds the projected training time of a study preset.
@@ -23,39 +23,11 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_step import plain_step_fn  # noqa: E402  (the plain loop, shared with the step benchmark)
+
 HYPER = {"beta_vae": "beta", "beta_tc_vae": "beta", "factor_vae": "gamma", "dip_vae_i": "lambda_od",
          "dip_vae_ii": "lambda_od", "annealed_vae": "c_max"}
-
-
-def plain_step_fn(batch_size: int, device):
-    """One conv VAE (the study's shapes) with a Bernoulli + KL loss and Adam, written from scratch."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    enc = nn.Sequential(
-        nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
-        nn.Conv2d(32, 64, 2, 2), nn.ReLU(), nn.Conv2d(64, 64, 2, 2), nn.ReLU(), nn.Flatten(),
-        nn.Linear(1024, 256), nn.ReLU(), nn.Linear(256, 20),
-    ).to(device)
-    dec = nn.Sequential(
-        nn.Linear(10, 256), nn.ReLU(), nn.Linear(256, 1024), nn.ReLU(), nn.Unflatten(1, (64, 4, 4)),
-        nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
-        nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1),
-    ).to(device)
-    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-4)
-    x = (torch.rand(batch_size, 1, 64, 64, device=device) < 0.1).float()
-
-    def step():
-        mean, logvar = enc(x).chunk(2, dim=1)
-        z = mean + torch.exp(logvar / 2) * torch.randn_like(mean)
-        recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").sum((1, 2, 3)).mean()
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        (recon + kl).backward()
-        opt.step()
-
-    return step
 
 
 def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name: str, source: str | None = None):
@@ -72,7 +44,7 @@ def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name:
     from disentangled import config as cfg
     from disentangled.models.stacked import stack
     from disentangled.train.batches import MemberBatches
-    from disentangled.train.ensemble import CPU_MAX_MEMBERS, StackedAdam
+    from disentangled.train.ensemble import CPU_MAX_MEMBERS, stacked_optimizers
     from disentangled.train.loop import build, update
 
     extra = [f"data.source={source}"] if source else []
@@ -88,10 +60,7 @@ def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name:
     for lo in range(0, n, cap):
         members = configs[lo:lo + cap]
         model = stack(template, [c.build_objective() for c in members], [state] * len(members)).to(device)
-        opts = {"vae": StackedAdam(model.vae_parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)}
-        if model.discriminator is not None:
-            d = template.objective.discriminator_optimizer
-            opts["discriminator"] = StackedAdam(model.discriminator_parameters(), lr=d.lr, betas=(d.beta1, d.beta2), eps=d.eps)
+        opts = stacked_optimizers(model, template, t)
         rngs = [np.random.default_rng(lo + s) for s in range(len(members))]
         generators = [torch.Generator().manual_seed(lo + s) for s in range(len(members))]
         groups.append((model, opts, rngs, generators))
@@ -117,7 +86,8 @@ def measure_one(kind: str, n: int, args) -> dict:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     if kind == "plain":
-        step, via = plain_step_fn(args.batch_size, device), "fixed batch"
+        step = plain_step_fn(args.batch_size, discriminator=args.objective == "factor_vae", device=device)
+        via = "fixed batch"
     else:
         step, via = ensemble_step_fn(n, args.objective, args.batch_size, device, args.data, args.source)
 

@@ -47,7 +47,6 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ensemble import ensemble_step_fn  # noqa: E402
-from ensemble import plain_step_fn as plain_on_device  # noqa: E402
 from train_step import our_step_fn, plain_step_fn, timed  # noqa: E402
 
 
@@ -174,7 +173,7 @@ def main():
         plain_fn = plain_step_fn(args.batch_size)
     else:
         ours, _ = ensemble_step_fn(1, "beta_vae", args.batch_size, dev, "dsprites_full", args.source)
-        plain_fn = plain_on_device(args.batch_size, dev)
+        plain_fn = plain_step_fn(args.batch_size, device=dev)
     ours()  # the renderer's or the table's one-off set-up
     loops = {
         "ours (one model)": ours,

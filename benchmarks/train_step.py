@@ -60,14 +60,14 @@ def plain_discriminator(d=10):
     return nn.Sequential(*layers, nn.Linear(1000, 2))
 
 
-def plain_step_fn(batch_size, discriminator=False):
-    """The plain loop; with ``discriminator`` it also trains FactorVAE's discriminator (6 x 1000,
-    its own Adam) on the same batch and adds the gamma-weighted TC estimate to the loss."""
-    enc, dec = PlainEncoder(), PlainDecoder()
+def plain_step_fn(batch_size, discriminator=False, device="cpu"):
+    """The plain loop (fixed batch, on ``device``); with ``discriminator`` it also trains FactorVAE's
+    discriminator (6 x 1000, its own Adam) on the same batch and adds the gamma-weighted TC estimate to the loss."""
+    enc, dec = PlainEncoder().to(device), PlainDecoder().to(device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-4)
-    disc = plain_discriminator() if discriminator else None
+    disc = plain_discriminator().to(device) if discriminator else None
     opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.9)) if discriminator else None
-    x = (torch.rand(batch_size, 1, 64, 64) < 0.1).float()
+    x = (torch.rand(batch_size, 1, 64, 64, device=device) < 0.1).float()
 
     def step():
         mean, logvar = enc(x)
@@ -79,8 +79,9 @@ def plain_step_fn(batch_size, discriminator=False):
             logits = disc(z)
             loss = loss + 10.0 * (logits[:, 0] - logits[:, 1]).mean()
             zd = z.detach()
-            shuffled = torch.stack([zd[torch.randperm(len(zd)), j] for j in range(zd.shape[1])], dim=1)
-            ones, zeros = torch.zeros(len(zd), dtype=torch.long), torch.ones(len(zd), dtype=torch.long)
+            shuffled = torch.stack([zd[torch.randperm(len(zd), device=zd.device), j] for j in range(zd.shape[1])], dim=1)
+            ones = torch.zeros(len(zd), dtype=torch.long, device=zd.device)
+            zeros = torch.ones(len(zd), dtype=torch.long, device=zd.device)
             d_loss = 0.5 * (F.cross_entropy(disc(zd), ones) + F.cross_entropy(disc(shuffled), zeros))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -252,6 +252,14 @@ class GroundTruthData(abc.ABC):
         """
         return None
 
+    def table_observations(self, full_factors: np.ndarray) -> np.ndarray:
+        """Observations of full factor vectors looked up in :meth:`image_table` (the one
+        definition of what a table row means: float32 ``row / scale``, channels first)."""
+        images, scale = self.image_table()
+        rows = gather_rows(images, self.space.index(full_factors))
+        rows = rows[:, None] if rows.ndim == 3 else rows.transpose(0, 3, 1, 2)
+        return as_unit_float(np.ascontiguousarray(rows), scale)
+
     def batches(self, batch_size: int, *, rng: Rng, device="cpu") -> Iterator["torch.Tensor"]:
         """Endless i.i.d. training batches as float32 tensors ``[B, C, H, W]``.
 

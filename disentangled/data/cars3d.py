@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng, as_unit_float
+from .base import FactorSpace, GroundTruthData, Rng
 from .paths import DataFileError, data_dir, search_dirs
 from .smallnorb import cached_grid, fingerprint, resize_lanczos
 
@@ -262,9 +262,7 @@ class Cars3D(GroundTruthData):
         return self._images, 255.0
 
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
-        self._load()
-        images = self._images[self._space.index(full)]
-        return as_unit_float(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), 255)
+        return self.table_observations(full)
 
 
 def _fingerprint(files: list[Path], method: str) -> str:

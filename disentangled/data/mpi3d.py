@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng, as_unit_float, gather_rows
+from .base import FactorSpace, GroundTruthData, Rng
 from .paths import DataFileError, find_file, missing_file_message
 
 FACTOR_NAMES = (
@@ -231,9 +231,7 @@ class MPI3D(GroundTruthData):
         return self._images, 255.0
 
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
-        self._load()
-        images = gather_rows(self._images, self._space.index(full))
-        return as_unit_float(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), 255)
+        return self.table_observations(full)
 
 
 class MPI3DToy(MPI3D):

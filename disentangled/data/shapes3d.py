@@ -415,9 +415,10 @@ class Shapes3D(GroundTruthData):
         return self._store.array, 255.0
 
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
-        self._load()
+        if self.image_table() is not None:
+            return self.table_observations(full)
         if self._store is None:
             images = shapes3d_render.render(full)
-        else:
+        else:  # an HDF5 dataset read row by row
             images = self._store.gather(self._space.index(full))
         return as_unit_float(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), 255)

@@ -40,7 +40,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng, as_unit_float
+from .base import FactorSpace, GroundTruthData, Rng
 from .paths import DataFileError, data_dir, find_file, missing_file_message
 
 NAME = "smallnorb"
@@ -462,6 +462,4 @@ class SmallNORB(GroundTruthData):
         return self._images, 255.0
 
     def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
-        self._load()
-        idx = self._space.index(full)
-        return as_unit_float(self._images[idx][:, None], 255)
+        return self.table_observations(full)

@@ -19,7 +19,9 @@ generator advances exactly as that call advances it. Two ways to get there:
   CPU per step, longer than a GPU step of that size, and their rows alone about 12 ms.
 
 Both ways give the same numbers bit for bit (``tests/train/test_batches.py``): the lookup
-is the same rows and the conversion the same float32 division by the same scale.
+is the same rows, and the conversion here is the torch twin of the data set's own
+:meth:`~disentangled.data.base.GroundTruthData.table_observations` (float32, times
+float32 ``1 / scale``, channels first).
 """
 
 from __future__ import annotations

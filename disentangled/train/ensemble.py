@@ -286,15 +286,20 @@ def _stack(group: list[_Member], template, data, device):
         else:
             states.append(m.state)
     model = _stack_states(template, group, states, device)
-    t = group[0].config.train
-    opts = {"vae": StackedAdam(model.vae_parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)}
-    if model.discriminator is not None:
-        d = template.objective.discriminator_optimizer
-        opts["discriminator"] = StackedAdam(model.discriminator_parameters(), lr=d.lr, betas=(d.beta1, d.beta2), eps=d.eps)
+    opts = stacked_optimizers(model, template, group[0].config.train)
     for name, opt in opts.items():
         if group[0].optim.get(name, {}).get("state"):
             opt.load_state_dict(_stack_optimizer([m.optim[name] for m in group], opt.state_dict()["param_groups"]))
     return model, opts
+
+
+def stacked_optimizers(model, template, train) -> dict:
+    """Fresh per-member Adams for a stacked model: ``{"vae": ..., "discriminator": ...}`` as ``train()`` makes them."""
+    opts = {"vae": StackedAdam(model.vae_parameters(), lr=train.lr, betas=(train.beta1, train.beta2), eps=train.eps)}
+    if model.discriminator is not None:
+        d = template.objective.discriminator_optimizer
+        opts["discriminator"] = StackedAdam(model.discriminator_parameters(), lr=d.lr, betas=(d.beta1, d.beta2), eps=d.eps)
+    return opts
 
 
 def _stack_states(template, members: list[_Member], states: list[dict], device):
