@@ -53,6 +53,19 @@ def test_missing_official_file_is_a_clear_error(capsys):
     assert "error:" in err and "disentangled data download dsprites_full" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["study", "run", "quickstart", "--out", "s", "--eval-workers", "-1"], "--eval-workers"),
+    (["study", "run", "quickstart", "--out", "s", "--ensemble", "0"], "--ensemble"),
+    (["evaluate", "--no-such-option"], "--no-such-option"),
+])
+def test_bad_options_are_a_usage_message_not_a_traceback(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
 def test_unknown_name_lists_close_matches(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["data", "show", "dsprite_full", "-o", "x.png"])

@@ -50,12 +50,28 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as err:  # click's usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
+    except Exception as err:  # usage errors: a bad option value, a missing argument
+        if isinstance(err, _usage_errors()):
             err.show()
-            sys.exit(err.exit_code)
+            sys.exit(getattr(err, "exit_code", 2))
         raise
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _usage_errors() -> tuple[type, ...]:
+    """The exception classes of click's usage errors: typer's own copy of click (typer >= 0.2x), and click."""
+    kinds: list[type] = []
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        kinds.append(TyperClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(kinds)
