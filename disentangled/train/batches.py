@@ -16,7 +16,7 @@ generator advances exactly as that call advances it. Two ways to get there:
   memory, then only uint8 rows travel), and the conversion to float happens on the
   device. A step of 128 members then moves no images across the bus; drawing 8,192
   prepared dSprites images through the data set and stacking them costs about 0.25 s of
-  CPU per step, longer than a GPU step of that size, and their rows alone about 12 ms.
+  CPU per step, their row numbers alone about 12 ms.
 
 Both ways give the same numbers bit for bit (``tests/train/test_batches.py``): the lookup
 is the same rows, and the conversion here is the torch twin of the data set's own
