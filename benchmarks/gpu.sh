@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU measurement, in one go (about 5 minutes on one GPU):
+# Every GPU measurement, in one go (about 5 minutes on one GPU), after the GPU tests
+# (tests/train/test_cuda.py: the GPU paths against the CPU, about half a minute):
 #   1. the procedural dSprites prepared (a 3 GB uint8 table; ensembles gather batches from
 #      it on the GPU), unless already there;
 #   2. ensemble training throughput for N = 1, 8, 32, 128 on CUDA in float32, against the
@@ -102,6 +103,11 @@ else
 fi
 
 START=$(date +%s)
+if [ "$DEVICE" = cuda ]; then
+    say "correctness on the GPU first: tests/train/test_cuda.py (batches, ensembles, codes, evaluation against the CPU)"
+    timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/train/test_cuda.py >"$WORK/cuda_tests.log" 2>&1 \
+        && say "GPU tests passed" || say "GPU tests FAILED or timed out (see cuda_tests.log in the report); measuring anyway"
+fi
 export DISENTANGLED_DATA=${DISENTANGLED_DATA:-$REPO/benchmarks/out/data}
 say "preparing the procedural dSprites in $DISENTANGLED_DATA (skipped when present)"
 timeout 150 "$PY" -m disentangled data prepare dsprites_full --source procedural >"$WORK/prepare.log" 2>&1 \
@@ -151,7 +157,7 @@ say "done in $(( $(date +%s) - START )) s"
 {
     echo "# benchmarks/gpu.sh, $(date -u '+%Y-%m-%d %H:%M UTC')"
     for f in log.txt nvidia-smi.txt ensemble_cuda.md ensemble_cuda_tf32.md metrics.md project_ensemble_cuda.md \
-             project_ensemble_cuda_tf32.md peers.md prepare.log metrics.log peers.log; do
+             project_ensemble_cuda_tf32.md peers.md cuda_tests.log prepare.log metrics.log peers.log; do
         [ -s "$WORK/$f" ] || continue
         printf '\n## %s\n\n' "$f"
         case "$f" in *.md) cat "$WORK/$f" ;; *) echo '```'; tail -n 60 "$WORK/$f"; echo '```' ;; esac
