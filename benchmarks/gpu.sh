@@ -39,6 +39,7 @@ DEVICE=${DEVICE:-cuda}
 SIZES=${SIZES:-1 8 32 128}
 METRIC_SIZES=${METRIC_SIZES:-study}
 PEER_SIZES=${PEER_SIZES:-32 128}
+DEADLINE=${DEADLINE:-300}   # seconds: optional parts (TF32, disent) are skipped when they would run past it
 
 say() { echo "[gpu.sh] $*" | tee -a "$WORK/log.txt"; }
 
@@ -114,7 +115,7 @@ timeout 150 "$PY" -m disentangled data prepare dsprites_full --source procedural
     || say "preparing dSprites failed or took too long (see prepare.log); ensembles then render batches on the CPU"
 
 say "metric suite on one CPU core, in the background (for the projection)"
-timeout 280 "$PY" benchmarks/metrics.py --skip-reference --sizes "$METRIC_SIZES" --jobs 1 --threads 1 \
+timeout $(( DEADLINE - ($(date +%s) - START) > 60 ? DEADLINE - ($(date +%s) - START) : 60 )) "$PY" benchmarks/metrics.py --skip-reference --sizes "$METRIC_SIZES" --jobs 1 --threads 1 \
     --output "$WORK/metrics.json" >"$WORK/metrics.md" 2>"$WORK/metrics.log" &
 METRICS=$!
 
@@ -125,9 +126,12 @@ timeout "$BUDGET" "$PY" benchmarks/ensemble.py --device "$DEVICE" --sizes $SIZES
 STATUS=${PIPESTATUS[0]}
 [ "$STATUS" -ne 0 ] && say "benchmarks/ensemble.py stopped with status $STATUS (124: over the ${BUDGET}s budget)"
 
-if [ "$DEVICE" = cuda ]; then
+left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
+if [ "$DEVICE" = cuda ] && [ "$(left)" -lt 90 ]; then
+    say "skipping the TF32 measurement: $(left) s left of the ${DEADLINE} s deadline"
+elif [ "$DEVICE" = cuda ]; then
     say "the same with TF32 allowed, N = 32 128"
-    timeout 120 "$PY" benchmarks/ensemble.py --device cuda --sizes 32 128 --steps "$STEPS" --warmup 3 --tf32 \
+    timeout "$(left)" "$PY" benchmarks/ensemble.py --device cuda --sizes 32 128 --steps "$STEPS" --warmup 3 --tf32 \
         --data dsprites_full --source procedural --timeout 60 --json "$WORK/ensemble_cuda_tf32.json" | tee "$WORK/ensemble_cuda_tf32.md"
 fi
 
@@ -138,10 +142,12 @@ if ls .whl/disent-*.whl >/dev/null 2>&1 && ! "$PY" -c 'import disent' >/dev/null
     "$PY" -m pip install -q --no-index --no-deps --target /tmp/peer-site .whl/disent-*.whl >"$WORK/peer-install.log" 2>&1 \
         && export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}/tmp/peer-site"
 fi
-if "$PY" -c 'import disent' >/dev/null 2>&1; then
+if [ "$(left)" -lt 60 ]; then
+    say "skipping the disent comparison: $(left) s left of the ${DEADLINE} s deadline"
+elif "$PY" -c 'import disent' >/dev/null 2>&1; then
     say "disent beside ours on $DEVICE (benchmarks/peers.py)"
     # shellcheck disable=SC2086
-    timeout 150 "$PY" benchmarks/peers.py --device "$DEVICE" --rounds 3 --steps "$STEPS" --ensemble $PEER_SIZES --trainer \
+    timeout "$(left)" "$PY" benchmarks/peers.py --device "$DEVICE" --rounds 3 --steps "$STEPS" --ensemble $PEER_SIZES --trainer \
         --source procedural 2>"$WORK/peers.log" | grep -v '^GPU available\|^TPU available\|Tip:\|max_steps' | tee "$WORK/peers.md"
 else
     say "disent not importable: no peer comparison on $DEVICE (put its wheel in .whl/ to have one)"
