@@ -320,6 +320,19 @@ def _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished, 
                         finished(result)
 
 
+def ray_gpu_shares(gpus: float, workers: int, ensembles: bool) -> tuple[float, float]:
+    """GPU shares ``(per training task, per scoring task)`` for Ray on a cluster with ``gpus`` GPUs.
+
+    Without GPUs, or without ensembles (runs trained alone, on the CPU), none. With them,
+    the ``workers`` training tasks share 0.8 of each GPU (one ensemble per GPU when there
+    are as many GPUs as workers) and each scoring task asks for 0.01 of one, enough to be
+    shown a GPU for its encoder while 20 of them fit beside the training.
+    """
+    if gpus <= 0 or not ensembles:
+        return 0.0, 0.0
+    return min(0.8, 0.8 * gpus / max(workers, 1)), 0.01
+
+
 class RayUnavailable(RuntimeError):
     pass
 
@@ -340,8 +353,11 @@ def _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise RayUnavailable(f"cannot connect to the Ray cluster at {address!r}: {err}; nothing was started") from err
     try:
-        task = ray.remote(num_cpus=threads, max_retries=max_attempts - 1)(process_job)  # one run or one ensemble
-        scorer = ray.remote(num_cpus=1, max_retries=max_attempts - 1)(process_run)  # a trained member, scored
+        # Ray hides the GPUs from a task that asks for none (CUDA_VISIBLE_DEVICES=""): ensembles and
+        # the scorers' encoders ask for a share of one when the cluster has GPUs
+        train_gpus, score_gpus = ray_gpu_shares(ray.cluster_resources().get("GPU", 0.0), workers, stacked[0])
+        task = ray.remote(num_cpus=threads, num_gpus=train_gpus, max_retries=max_attempts - 1)(process_job)
+        scorer = ray.remote(num_cpus=1, num_gpus=score_gpus, max_retries=max_attempts - 1)(process_run)
         root = str(Path(study_dir).resolve())
         refs = {task.remote(root, job, spec_dict, threads, *stacked, not eval_workers): job for job in jobs}
         while refs:

@@ -89,3 +89,13 @@ def test_eval_workers_are_validated(tmp_path):
     claim_study_dir(tmp_path / "s", spec)
     with pytest.raises(ValueError, match="--eval-workers"):
         run_study(spec, tmp_path / "s", executor="local", ensemble=2, eval_workers=-1, progress=False)
+
+
+def test_ray_gpu_shares():
+    from disentangled.study.execute import ray_gpu_shares
+
+    assert ray_gpu_shares(0.0, 1, True) == (0.0, 0.0)  # a CPU cluster: nothing asked
+    assert ray_gpu_shares(1.0, 1, False) == (0.0, 0.0)  # runs trained alone stay on the CPU
+    assert ray_gpu_shares(1.0, 1, True) == (0.8, 0.01)  # one ensemble on the GPU, scorers beside it
+    assert ray_gpu_shares(1.0, 2, True) == (0.4, 0.01)  # two ensembles share it
+    assert ray_gpu_shares(4.0, 2, True) == (0.8, 0.01)  # more GPUs than workers: one each
