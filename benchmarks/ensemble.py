@@ -44,8 +44,8 @@ def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name:
     from disentangled import config as cfg
     from disentangled.models.stacked import stack
     from disentangled.train.batches import MemberBatches
-    from disentangled.train.ensemble import CPU_MAX_MEMBERS, stacked_optimizers
-    from disentangled.train.loop import build, update
+    from disentangled.train.core import build, make_optimizers, update
+    from disentangled.train.ensemble import CPU_MAX_MEMBERS
 
     extra = [f"data.source={source}"] if source else []
     configs = [cfg.load(None, [f"data.name={data_name}", f"objective.name={objective}", f"seed={s}",
@@ -60,7 +60,7 @@ def ensemble_step_fn(n: int, objective: str, batch_size: int, device, data_name:
     for lo in range(0, n, cap):
         members = configs[lo:lo + cap]
         model = stack(template, [c.build_objective() for c in members], [state] * len(members)).to(device)
-        opts = stacked_optimizers(model, template, t)
+        opts = make_optimizers(configs[0], model, stacked=True)
         rngs = [np.random.default_rng(lo + s) for s in range(len(members))]
         generators = [torch.Generator().manual_seed(lo + s) for s in range(len(members))]
         groups.append((model, opts, rngs, generators))

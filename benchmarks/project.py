@@ -42,7 +42,7 @@ def encoding_rate(device: str, images: int, channels: int = 1) -> float:
     import torch
 
     from disentangled import config as cfg
-    from disentangled.train.loop import build
+    from disentangled.train.core import build
     from disentangled.train.represent import Representation
 
     config = cfg.load(None, ["data.name=dummy_data"])

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from disentangled import config as cfg
-from disentangled.train.loop import build, make_optimizers, update
+from disentangled.train.core import build, make_optimizers, update
 
 
 class PlainEncoder(nn.Module):

@@ -12,7 +12,7 @@ Keys (all optional; the defaults are the study's settings)::
                 channels_last: true}
     objective: {name: beta_vae, beta: 1.0}        # the objective's own hyperparameters
     train:     {steps: 300000, batch_size: 64, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-                checkpoint_every: 5000, log_every: 100, eval_batches: 1000}
+                checkpoint_every: 5000, log_every: 100, eval_batches: 1000, optimizer: tf1_adam}
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class TrainConfig:
     checkpoint_every: int = 5000
     log_every: int = 100
     eval_batches: int = 1000
+    optimizer: str = "tf1_adam"  # the reference's update; "torch_adam" is torch.optim.Adam's (docs/training.md)
 
     def __post_init__(self):
         _check_int("train.steps", self.steps, 1)
@@ -97,6 +98,11 @@ class TrainConfig:
         _check_int("train.checkpoint_every", self.checkpoint_every, 1)
         _check_int("train.log_every", self.log_every, 1)
         _check_int("train.eval_batches", self.eval_batches, 0)
+        from .train.optim import OPTIMIZERS
+
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer: unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}."
+                              + close_matches(str(self.optimizer), list(OPTIMIZERS)))
         _check_float("train.lr", self.lr, 0.0, strict=True)
         _check_float("train.eps", self.eps, 0.0, strict=True)
         for name in ("beta1", "beta2"):

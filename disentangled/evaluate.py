@@ -246,7 +246,9 @@ def _execution_only(metric, key: str) -> bool:
 
 
 def metrics_dir(run_dir: str | Path, representation: str) -> Path:
-    return Path(run_dir) / "metrics" / representation
+    from .rundir import RunDir
+
+    return RunDir(run_dir).metrics_dir(representation)
 
 
 def evaluate_run(

@@ -437,38 +437,40 @@ def _runs_section(frame, keys, writer, study_dir, visualize_missing, max_visuali
         cells.append(html_links)
     runs.insert(1, "pictures", cells)
     s.extra_html = table_html(runs, raw_html_columns=("pictures",))
+    from ..rundir import StudyDir
+
     lacking = len(runs) - len(pictures) - unfinished
     s.reading += f" {len(pictures)} with pictures (click a thumbnail or a link to open it), {unfinished} not trained or not finished."
     if lacking:
-        s.missing = (f"{lacking} finished runs have no pictures; draw them with `disentangled visualize {study_dir}/runs/NNNNN`"
+        s.missing = (f"{lacking} finished runs have no pictures; draw them with `disentangled visualize {StudyDir(study_dir).runs_dir}/NNNNN`"
                      + (f" (more than {max_visualize} lacked them, so none were drawn here)" if lacking > max_visualize else ""))
     return s
 
 
 def _pictures(frame, study_dir: Path, out_dir: Path, visualize_missing: bool, max_visualize: int):
-    from ..train.loop import DONE
+    from ..rundir import StudyDir
     from ..viz.model import MANIFEST, visualize
 
     found, notes, lacking, unfinished = {}, {}, [], 0
     for n in frame["model_num"]:
-        run = study_dir / "runs" / f"{int(n):05d}"
-        if (run / "visualizations" / MANIFEST).is_file():
+        run = StudyDir(study_dir).run(int(n))
+        if (run.pictures / MANIFEST).is_file():
             found[int(n)] = run
-        elif (run / DONE).is_file():
+        elif run.is_done:
             lacking.append((int(n), run))
         else:
-            notes[int(n)] = "not trained (no run folder)" if not run.is_dir() else "training not finished"
+            notes[int(n)] = "not trained (no run folder)" if not run.exists else "training not finished"
             unfinished += 1
     if visualize_missing and 0 < len(lacking) <= max_visualize:
         for n, run in lacking:
             try:
-                visualize(run, **QUICK_VISUALIZE)
+                visualize(run.path, **QUICK_VISUALIZE)
                 found[n] = run
             except Exception as err:  # e.g. the data set's files are not on this machine
                 notes[n] = f"no pictures: {err}"
     links = {}
     for n, run in found.items():
-        vis = run / "visualizations"
+        vis = run.pictures
         manifest = json.loads((vis / MANIFEST).read_text())
         files = manifest.get("files", [])
         rel = Path(os.path.relpath(vis, out_dir)).as_posix()

@@ -33,7 +33,7 @@ def quickstart(
     from ..study.collect import collect, write_table
     from ..study.execute import run_study
     from ..study.spec import from_mapping, load_spec
-    from ..study.store import claim_study_dir
+    from ..rundir import StudyDir
     from ..viz import factor_variations, save_labelled_grid
 
     start = time.perf_counter()
@@ -51,7 +51,7 @@ def quickstart(
     factors_png = save_labelled_grid(images, labels, out / "dsprites_factors.png", title=f"dsprites_full ({source})")
 
     study_dir = out / "study"
-    claim_study_dir(study_dir, spec)
+    StudyDir(study_dir).claim(spec)
     results = run_study(spec, study_dir, executor=executor, workers=workers, progress=progress, echo=console.print)
     failed = [r for r in results if r["status"] == "failed"]
     table = collect(study_dir)

@@ -34,10 +34,12 @@ def report(
         raise ValueError(f"--representation must be mean or sampled, got {representation!r}")
     if draws < 1:
         raise ValueError(f"--draws must be at least 1, got {draws}")
-    if study_dir is None and (table.parent / "runs").is_dir():
+    from ..rundir import StudyDir
+
+    if study_dir is None and StudyDir(table.parent).runs_dir.is_dir():
         study_dir = table.parent
-    elif study_dir is not None and not (study_dir / "runs").is_dir():
-        raise FileNotFoundError(f"--study-dir {study_dir}: no runs/ folder there")
+    elif study_dir is not None and not StudyDir(study_dir).runs_dir.is_dir():
+        raise FileNotFoundError(f"--study-dir {study_dir}: no {StudyDir(study_dir).runs_dir.name}/ folder there")
     index = write_report(
         table, output, study_dir=study_dir, representation=representation,
         visualize_missing=visualize_missing, max_visualize=max_visualize, num_draws=draws, seed=seed,

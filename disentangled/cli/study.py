@@ -84,11 +84,11 @@ def run(
     """Train and evaluate every run not yet done; safe to rerun after any crash."""
     from ..study.execute import run_study
     from ..study.spec import load_spec
-    from ..study.store import claim_study_dir
+    from ..rundir import StudyDir
 
     s = load_spec(spec)
     s.run_configs()  # validates every run and refuses collisions before anything starts
-    claim_study_dir(out, s, force=force)
+    StudyDir(out).claim(s, force=force)
     results = run_study(s, out, executor=executor, workers=workers, only=only, max_attempts=max_attempts,
                         address=address, threads=threads, ensemble=ensemble, tf32=tf32, eval_workers=eval_workers,
                         progress=progress, echo=console.print)
@@ -101,10 +101,11 @@ def run(
 @app.command()
 def status(study_dir: Path = typer.Argument(..., help="Study directory.")) -> None:
     """Per run and stage: done, running, failed (with the reason) or missing."""
-    from ..study.store import load_study, stage_status
+    from ..rundir import StudyDir
 
-    s = load_study(study_dir)
-    rows = [stage_status(study_dir, s, n) for n in range(len(s))]
+    study = StudyDir(study_dir)
+    s = study.spec()
+    rows = [study.stage_status(s, n) for n in range(len(s))]
     counts: dict[str, dict[str, int]] = {"train": {}, "evaluate": {}}
     for r in rows:
         for stage in counts:

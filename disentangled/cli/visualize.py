@@ -45,7 +45,9 @@ def visualize(
         traversal_range=traversal_range,
         animations=tuple(animation) if animation else None,
     )
-    out = output if output is not None else run_dir / "visualizations"
+    from ..rundir import RunDir
+
+    out = output if output is not None else RunDir(run_dir).pictures
     kl = manifest["latent"]["kl"]
     active = sum(1 for v in kl if v > 0.1)
     console.print(f"{len(manifest['files'])} pictures in {out} ({active} of {len(kl)} latent dimensions with KL > 0.1 nats)")

@@ -18,33 +18,30 @@ import pandas as pd
 
 from ..config import flatten
 from ..io import atomic_path
-from .store import load_study, run_dir
+from ..rundir import StudyDir
 
 ID_COLUMNS = ["model_num", "run_id", "representation", "metric", "score_key", "value"]
 
 
 def collect(study_dir: str | Path) -> pd.DataFrame:
-    study_dir = Path(study_dir)
-    spec = load_study(study_dir)
+    study = StudyDir(study_dir)
+    spec = study.spec()
     rows = []
     for n in range(len(spec)):
-        run = run_dir(study_dir, n)
-        if not (run / "config.json").is_file():
+        run = study.run(n)
+        if not run.is_claimed:
             continue
-        saved = json.loads((run / "config.json").read_text())
+        saved = run.saved_config()
         base = {"model_num": n, "run_id": saved["run_id"]}
         base.update({f"config.{k}": _plain(v) for k, v in flatten(saved["config"]).items()})
-        if (run / "metadata.json").is_file():
-            meta = json.loads((run / "metadata.json").read_text())
-            base.update({f"data.{k}": _plain(v) for k, v in meta.get("data", {}).items() if k != "name"})
-        if (run / "train_results.json").is_file():
-            results = json.loads((run / "train_results.json").read_text())
-            base.update({f"train.{k}": float(v) for k, v in results.items() if isinstance(v, (int, float))})
-        for path in sorted((run / "metrics").glob("*/*.json")):
+        base.update({f"data.{k}": _plain(v) for k, v in run.metadata().get("data", {}).items() if k != "name"})
+        if run.is_done:
+            base.update({f"train.{k}": float(v) for k, v in run.results().items() if isinstance(v, (int, float))})
+        for representation, metric, path in run.metric_files():
             record = json.loads(path.read_text())
             for key, value in sorted(record.get("scores", {}).items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    rows.append({**base, "representation": path.parent.name, "metric": path.stem,
+                    rows.append({**base, "representation": representation, "metric": metric,
                                  "score_key": key, "value": float(value)})
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS)

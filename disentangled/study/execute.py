@@ -32,7 +32,8 @@ import traceback
 from pathlib import Path
 
 from .spec import StudySpec
-from .store import attempts, is_complete, metric_path, record_failure, run_dir, run_lock, FAILED
+from ..errors import DisentangledError
+from ..rundir import RunDir, StudyDir
 
 EXECUTORS = ("inline", "local", "ray")
 
@@ -50,28 +51,28 @@ def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | 
 
         torch.set_num_threads(threads)
     spec = from_mapping(spec_dict)
-    study_dir = Path(study_dir)
-    run = run_dir(study_dir, model_num)
+    study = StudyDir(study_dir)
+    run = study.run(model_num)
     start = time.perf_counter()
-    with run_lock(run) as mine:
+    with run.lock() as mine:
         if not mine:
             return {"model_num": model_num, "status": "busy", "reason": "another process holds this run", "seconds": 0.0}
-        if is_complete(study_dir, spec, model_num):
+        if study.is_complete(spec, model_num):
             return {"model_num": model_num, "status": "done", "reason": "", "seconds": 0.0}
         stage = "train"
         try:
             from ..train import train
 
             config = spec.run_config(model_num)
-            train(config, run, resume=True, progress=False)
+            train(config, run.path, resume=True, progress=False)
             stage = "evaluate"
             evaluate_run(run, spec, model_num, device=_device(device))
         except Exception as err:  # the study goes on; the reason is kept with the run
             reason = f"{type(err).__name__}: {err}"
-            n = record_failure(run, stage, reason + "\n" + traceback.format_exc(limit=3))
+            n = run.record_stage_failure(stage, reason + "\n" + traceback.format_exc(limit=3))
             return {"model_num": model_num, "status": "failed", "reason": reason, "attempts": n,
                     "seconds": time.perf_counter() - start}
-        (run / FAILED).unlink(missing_ok=True)
+        run.clear_stage_failure()
     return {"model_num": model_num, "status": "done", "reason": "", "seconds": time.perf_counter() - start}
 
 
@@ -116,30 +117,30 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
     from ..train.ensemble import default_device, train_ensemble
 
     spec = from_mapping(spec_dict)
-    study_dir = Path(study_dir)
+    study = StudyDir(study_dir)
     device = default_device()
     start = time.perf_counter()
     results: dict[int, dict] = {}
     with contextlib.ExitStack() as stack:
         mine = []
         for n in model_nums:
-            run = run_dir(study_dir, n)
-            if not stack.enter_context(run_lock(run)):
+            run = study.run(n)
+            if not stack.enter_context(run.lock()):
                 results[n] = {"model_num": n, "status": "busy", "reason": "another process holds this run", "seconds": 0.0}
-            elif is_complete(study_dir, spec, n):
+            elif study.is_complete(spec, n):
                 results[n] = {"model_num": n, "status": "done", "reason": "", "seconds": 0.0}
             else:
                 mine.append(n)
         trained: dict[int, object] = {}
         try:
             if mine:
-                outcomes = train_ensemble([spec.run_config(n) for n in mine], [run_dir(study_dir, n) for n in mine],
+                outcomes = train_ensemble([spec.run_config(n) for n in mine], [study.run(n).path for n in mine],
                                           resume=True, progress=False, device=device, allow_tf32=tf32)
                 trained = dict(zip(mine, outcomes))
         except Exception as err:  # the whole ensemble stopped: every member records why
             trained = {n: err for n in mine}
         for n in mine:
-            run = run_dir(study_dir, n)
+            run = study.run(n)
             outcome, stage = trained[n], "train"
             try:
                 if isinstance(outcome, Exception):
@@ -151,11 +152,11 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
                 evaluate_run(run, spec, n, device=device)  # on the GPU the ensemble trained on, if any
             except Exception as err:
                 reason = f"{type(err).__name__}: {err}"
-                count = record_failure(run, stage, reason + "\n" + "".join(traceback.format_exception(err, limit=3)))
+                count = run.record_stage_failure(stage, reason + "\n" + "".join(traceback.format_exception(err, limit=3)))
                 results[n] = {"model_num": n, "status": "failed", "reason": reason, "attempts": count,
                               "seconds": time.perf_counter() - start}
                 continue
-            (run / FAILED).unlink(missing_ok=True)
+            run.clear_stage_failure()
             results[n] = {"model_num": n, "status": "done", "reason": "", "seconds": time.perf_counter() - start}
     return [results[n] for n in model_nums]
 
@@ -176,23 +177,24 @@ def _device(device: str | None) -> str | None:
     return device
 
 
-def evaluate_run(run: Path, spec: StudySpec, model_num: int, device=None) -> None:
+def evaluate_run(run: RunDir, spec: StudySpec, model_num: int, device=None) -> None:
     """Every (representation, metric) of the spec not yet done for this run; the encoder runs on ``device``."""
     from ..evaluate import evaluate_run as evaluate_run_dir
 
     ev = spec.evaluation
     for representation in ev.representations:
-        todo = [m for m in sorted(ev.metrics) if not metric_path(run, representation, m).is_file()]
+        todo = [m for m in sorted(ev.metrics) if not run.metric_file(representation, m).is_file()]
         if todo:
             evaluate_run_dir(
-                run, representation=representation, metrics=todo, seed_per_model=ev.seed_per_model,
+                run.path, representation=representation, metrics=todo, seed_per_model=ev.seed_per_model,
                 settings={m: dict(ev.metrics[m]) for m in todo}, n_jobs=1, device=device,
             )
 
 
 def pending(study_dir: Path, spec: StudySpec, only: list[int] | None, max_attempts: int) -> list[int]:
     nums = only if only is not None else range(len(spec))
-    return [n for n in nums if not is_complete(study_dir, spec, n) and attempts(run_dir(study_dir, n)) < max_attempts]
+    study = StudyDir(study_dir)
+    return [n for n in nums if not study.is_complete(spec, n) and study.run(n).attempts < max_attempts]
 
 
 def run_study(
@@ -277,7 +279,7 @@ def run_study(
             else:
                 _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished, split)
             todo = [r["model_num"] for r in results[-len(todo):] if r["status"] == "failed"
-                    and attempts(run_dir(study_dir, r["model_num"])) < max_attempts]
+                    and StudyDir(study_dir).run(r["model_num"]).attempts < max_attempts]
     return results
 
 
@@ -333,7 +335,7 @@ def ray_gpu_shares(gpus: float, workers: int, ensembles: bool) -> tuple[float, f
     return min(0.8, 0.8 * gpus / max(workers, 1)), 0.01
 
 
-class RayUnavailable(RuntimeError):
+class RayUnavailable(DisentangledError, RuntimeError):
     pass
 
 

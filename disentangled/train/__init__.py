@@ -1,8 +1,10 @@
-"""Training: the single-model loop, ensembles, checkpoints, representations of trained runs."""
+"""Training: the single-model loop, ensembles, their shared core, checkpoints, representations of trained runs."""
 
+from ..rundir import RunConfigMismatch
+from .core import TrainingDiverged, build
 from .ensemble import train_ensemble
-from .loop import DONE, TrainingDiverged, RunConfigMismatch, build, train
+from .loop import train
 from .represent import Representation, load_model, representation
 
-__all__ = ["DONE", "Representation", "RunConfigMismatch", "TrainingDiverged", "build", "load_model", "representation", "train",
+__all__ = ["Representation", "RunConfigMismatch", "TrainingDiverged", "build", "load_model", "representation", "train",
            "train_ensemble"]

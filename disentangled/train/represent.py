@@ -8,14 +8,12 @@ sampled one here draws from its own seeded generator, so scores are reproducible
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..config import from_dict
 from ..data.paths import DataFileError
 
 KINDS = ("mean", "sampled")
@@ -23,14 +21,15 @@ KINDS = ("mean", "sampled")
 
 def load_model(run_dir: str | Path):
     """The trained model of a finished run (weights from ``model.safetensors``) and its config."""
-    from .loop import DONE, build
+    from ..rundir import RunDir
+    from .loop import build
 
-    run_dir = Path(run_dir)
-    if not (run_dir / DONE).is_file():
-        raise DataFileError(f"{run_dir}: no finished training run here ({DONE} is missing); train it first or resume it")
-    config = from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+    run = RunDir(run_dir)
+    if not run.is_done:
+        raise DataFileError(f"{run.path}: no finished training run here ({run.done_file.name} is missing); train it first or resume it")
+    config = run.config()
     _, model = build(config, data=_ShapeOnly(config))
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    model.load_state_dict(load_file(str(run.weights_file)))
     model.eval()
     return model, config
 

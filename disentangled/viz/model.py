@@ -295,8 +295,10 @@ def visualize(run_dir: str | Path, output_dir: str | Path | None = None, *, over
     from .. import data as data_module
     from ..train.represent import load_model
 
+    from ..rundir import RunDir
+
     run_dir = Path(run_dir)
-    out_dir = Path(output_dir) if output_dir is not None else run_dir / "visualizations"
+    out_dir = Path(output_dir) if output_dir is not None else RunDir(run_dir).pictures
     wanted = settings(**options)
     manifest_path = out_dir / MANIFEST
     if manifest_path.is_file() and not overwrite:

@@ -8,7 +8,7 @@ from disentangled.cli import app
 from disentangled.study.collect import collect
 from disentangled.study.execute import ensemble_jobs, process_ensemble, run_study
 from disentangled.study.spec import from_mapping
-from disentangled.study.store import claim_study_dir, run_dir, run_lock
+from disentangled.rundir import StudyDir
 
 from test_run import TINY, comparable, run_tiny, tiny_spec
 
@@ -33,12 +33,12 @@ def test_ensemble_study_gives_the_same_table(tmp_path):
 def test_members_locked_elsewhere_are_left_alone(tmp_path):
     spec = tiny_spec()
     out = tmp_path / "s"
-    claim_study_dir(out, spec)
-    with run_lock(run_dir(out, 1)) as mine:
+    StudyDir(out).claim(spec)
+    with StudyDir(out).run(1).lock() as mine:
         assert mine
         results = process_ensemble(str(out), [0, 1], spec.to_dict(), threads=1)
     assert [r["status"] for r in results] == ["done", "busy"]
-    assert not (run_dir(out, 1) / "train.done").exists()
+    assert not StudyDir(out).run(1).is_done
 
 
 def test_cli_option_is_validated(tmp_path):
@@ -65,7 +65,7 @@ def test_tf32_reaches_the_ensemble(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ens, "train_ensemble", fake)
     spec = tiny_spec()
-    claim_study_dir(tmp_path / "s", spec)
+    StudyDir(tmp_path / "s").claim(spec)
     results = run_study(spec, tmp_path / "s", executor="inline", ensemble=4, tf32=True, max_attempts=1, progress=False)
     assert seen == [(4, True, "cpu")]
     assert {r["status"] for r in results} == {"failed"} and "stop here" in results[0]["reason"]
@@ -86,7 +86,7 @@ def test_members_scored_in_separate_processes_give_the_same_table(tmp_path, exec
 
 def test_eval_workers_are_validated(tmp_path):
     spec = tiny_spec()
-    claim_study_dir(tmp_path / "s", spec)
+    StudyDir(tmp_path / "s").claim(spec)
     with pytest.raises(ValueError, match="--eval-workers"):
         run_study(spec, tmp_path / "s", executor="local", ensemble=2, eval_workers=-1, progress=False)
 

@@ -16,7 +16,7 @@ from disentangled.cli import app
 from disentangled.study.collect import collect
 from disentangled.study.execute import run_study
 from disentangled.study.spec import from_mapping
-from disentangled.study.store import StudyDirError, claim_study_dir, stage_status
+from disentangled.rundir import StudyDir, StudyDirError
 
 TINY = {
     "name": "tiny",
@@ -35,7 +35,7 @@ def tiny_spec(**changes):
 def run_tiny(tmp_path, name, executor, **kwargs):
     spec = tiny_spec()
     out = tmp_path / name
-    claim_study_dir(out, spec)
+    StudyDir(out).claim(spec)
     kwargs.setdefault("threads", 1)  # same thread count in every executor: tables equal bit for bit
     results = run_study(spec, out, executor=executor, progress=False, echo=lambda s: None, **kwargs)
     return out, results
@@ -80,13 +80,13 @@ def test_failing_run_is_recorded_and_others_finish(tmp_path):
         {"fixed": {"data.name": "dsprites_full", "data.source": "official"}},  # its file is missing
     ]})
     out = tmp_path / "s"
-    claim_study_dir(out, spec)
+    StudyDir(out).claim(spec)
     results = run_study(spec, out, executor="inline", progress=False, echo=lambda s: None, max_attempts=2)
     by_num = {}
     for r in results:
         by_num.setdefault(r["model_num"], []).append(r["status"])
     assert by_num[0] == ["done"] and by_num[1] == ["done"] and by_num[2] == ["failed", "failed"]
-    status = stage_status(out, spec, 2)
+    status = StudyDir(out).stage_status(spec, 2)
     assert status["train"] == "failed" and status["attempts"] == 2
     assert "disentangled data download dsprites_full" in status["reason"]
     result = CliRunner().invoke(app, ["study", "status", str(out)], env={"COLUMNS": "200"})
@@ -111,8 +111,8 @@ def test_directory_of_another_spec_is_refused(tmp_path):
     out, _ = run_tiny(tmp_path, "s", "inline", only=[0])
     other = tiny_spec(name="other")
     with pytest.raises(StudyDirError, match="another spec"):
-        claim_study_dir(out, other)
-    claim_study_dir(out, other, force=True)
+        StudyDir(out).claim(other)
+    StudyDir(out).claim(other, force=True)
 
 
 @pytest.mark.slow
