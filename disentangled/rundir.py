@@ -47,7 +47,7 @@ from .errors import DisentangledError
 from .io import write_json_atomic
 
 
-class RunConfigMismatch(ValueError):
+class RunConfigMismatch(DisentangledError, ValueError):
     """The run directory holds another configuration, or an unfinished run without ``--resume``."""
 
 

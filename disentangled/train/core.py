@@ -32,13 +32,16 @@ import torch
 
 from .. import __version__
 from ..config import RunConfig
+from ..errors import DisentangledError
 from ..rundir import RunDir
 from . import checkpoint as ckpt
 from .optim import make_optimizer
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(DisentangledError, RuntimeError):
     """The loss became NaN or infinite; the run is marked failed, the last checkpoint kept."""
+
+    exit_code = 1  # the command was right; the run failed
 
 
 def seeds(config: RunConfig) -> dict[str, int]:

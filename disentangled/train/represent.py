@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..data.paths import DataFileError
+from ..errors import ParameterError
 
 KINDS = ("mean", "sampled")
 
@@ -50,15 +51,20 @@ def resolve_device(device) -> torch.device:
     try:
         out = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
-    if out.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {device!r} asked for, but this PyTorch sees no CUDA device; use --device cpu")
-        if out.index is not None and out.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif out.type != "cpu":
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        raise ParameterError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}; devices here: {present_devices()}") from err
+    if out.type not in ("cpu", "cuda"):
+        raise ParameterError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}; devices here: {present_devices()}")
+    if out.type == "cuda" and (not torch.cuda.is_available() or (out.index or 0) >= torch.cuda.device_count()):
+        raise ParameterError(f"device must be one of the devices here ({present_devices()}), got {device!r}")
     return out
+
+
+def present_devices() -> str:
+    """The devices this PyTorch can use, e.g. ``cpu, cuda:0 (NVIDIA H200)``."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return ", ".join(found)
 
 
 class Representation:
