@@ -15,17 +15,20 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the unfinished run in --out from its last checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: CUDA when available, else the CPU)."),
 ) -> None:
     """Train one model; the run directory explains itself (config, log, checkpoints, results)."""
     from ..config import load
     from ..train import train as run_train
+    from ..train.core import device_name, training_device
 
     args = list(args or [])
     config_file = args.pop(0) if args and "=" not in args[0] else None
     config = load(config_file, args)
+    where = device_name(training_device(device))
     console.print(f"run {config.run_id}: {config.objective} on {config.data.name} ({config.data.source}), "
-                  f"{config.train.steps} steps -> {out}")
-    results = run_train(config, out, resume=resume, progress=progress)
+                  f"{config.train.steps} steps on {where} -> {out}")
+    results = run_train(config, out, resume=resume, progress=progress, device=where)
     shown = {k: round(v, 4) for k, v in results.items() if isinstance(v, float)}
     console.print(f"done: {shown}")
 
