@@ -13,7 +13,7 @@ A run directory holds one trained model and everything said about it::
       failed.json            only after a non-finite loss: step, terms, last good checkpoint
       metrics/<representation>/<metric>.json   one evaluation each, written atomically
       visualizations/        pictures (manifest and files: disentangled.viz.model)
-      stage_failed.json      in a study: the last failure of this run (stage, reason, attempts)
+      stage_failed.json      in a study: the last failure of this run (stage, reason, tries, transient or not)
       .lock                  in a study: held (flock) by the process working on the run
 
 The protocol: :meth:`RunDir.claim` writes ``config.json`` (or checks that the one there is
@@ -253,10 +253,15 @@ class RunDir:
     def stage_failure(self) -> dict | None:
         return _read_json(self.stage_failed_file) if self.stage_failed_file.is_file() else None
 
-    def record_stage_failure(self, stage: str, reason: str) -> int:
-        """Note that ``stage`` failed for ``reason``; return how many attempts have failed so far."""
+    def record_stage_failure(self, stage: str, reason: str, *, transient: bool) -> int:
+        """Note that ``stage`` failed for ``reason``; return how many tries have failed so far.
+
+        ``transient``: the cause may pass (out of space, an I/O error, a lost worker), so a
+        rerun tries the run again; otherwise it failed for good until retried on request.
+        """
         attempts = self.attempts + 1
-        write_json_atomic(self.stage_failed_file, {"stage": stage, "reason": reason, "attempts": attempts})
+        write_json_atomic(self.stage_failed_file,
+                          {"stage": stage, "reason": reason, "attempts": attempts, "transient": bool(transient)})
         return attempts
 
     def clear_stage_failure(self) -> None:
@@ -266,6 +271,12 @@ class RunDir:
     def attempts(self) -> int:
         failure = self.stage_failure()
         return int(failure.get("attempts", 0)) if failure else 0
+
+    @property
+    def failed_for_good(self) -> bool:
+        """The last try failed for a reason that would fail again (a diverged loss, a bad config, a missing file)."""
+        failure = self.stage_failure()
+        return bool(failure) and not failure.get("transient", False)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def quickstart(
     from ..data.paths import find_file
     from ..data.prepare import prepare
     from ..study.collect import collect, write_table
-    from ..study.execute import run_study
+    from ..study.execute import run_study, summarize
     from ..study.spec import from_mapping, load_spec
     from ..rundir import StudyDir
     from ..viz import factor_variations, save_labelled_grid
@@ -53,7 +53,7 @@ def quickstart(
     study_dir = out / "study"
     StudyDir(study_dir).claim(spec)
     results = run_study(spec, study_dir, executor=executor, workers=workers, progress=progress, echo=console.print)
-    failed = [r for r in results if r["status"] == "failed"]
+    failed = summarize(results)["failed"]
     table = collect(study_dir)
     table_path = write_table(table, out / "results.parquet")
     made = [("factors of the data", factors_png), ("study", study_dir), ("results table", table_path)]

@@ -62,7 +62,12 @@ def run(
     only: Optional[List[int]] = typer.Option(None, "--only", help="Only these model numbers (repeatable)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="PyTorch threads per run (default: cores / workers)."),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per run before it is left failed."),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1,
+                                     help="Tries per run in this call for transient failures (out of space, I/O errors, "
+                                          "a lost worker); such runs stay pending for the next call anyway."),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="Try again runs that failed for good before (a diverged loss, a bad config, "
+                                           "a missing file): after fixing the cause."),
     ensemble: Optional[int] = typer.Option(
         None, "--ensemble", min=1,
         help="Train up to N runs that differ only in seed and objective hyperparameters together as one "
@@ -90,12 +95,25 @@ def run(
     s.run_configs()  # validates every run and refuses collisions before anything starts
     StudyDir(out).claim(s, force=force)
     results = run_study(s, out, executor=executor, workers=workers, only=only, max_attempts=max_attempts,
-                        address=address, threads=threads, ensemble=ensemble, tf32=tf32, eval_workers=eval_workers,
-                        progress=progress, echo=console.print)
-    failed = [r for r in results if r["status"] == "failed"]
-    console.print(f"study {s.name}: {len(results) - len(failed)} runs processed, {len(failed)} failed; results in {out}")
-    if failed:
+                        retry_failed=retry_failed, address=address, threads=threads, ensemble=ensemble, tf32=tf32,
+                        eval_workers=eval_workers, progress=progress, echo=console.print)
+    if report_outcome(s.name, results, out):
         raise typer.Exit(1)
+
+
+def report_outcome(name: str, results: list[dict], out) -> bool:
+    """Print the study's counts per run and each failed run with its reason; True when some run failed."""
+    from ..study.execute import summarize
+
+    groups = summarize(results)
+    console.print(f"study {name}: {len(groups['done'])} done, {len(groups['skipped'])} done before, "
+                  f"{len(groups['failed'])} failed, {len(groups['busy'])} held by another process; results in {out}")
+    for r in groups["failed"]:
+        why = (r.get("reason") or "").splitlines()[0] if r.get("reason") else "unknown reason"
+        fix = ("transient: run the same command again" if r.get("transient")
+               else "after fixing the cause, rerun with --retry-failed")
+        console.print(f"  run {r['model_num']} failed: {why} ({fix})")
+    return bool(groups["failed"])
 
 
 @app.command()

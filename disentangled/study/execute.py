@@ -69,8 +69,9 @@ def process_run(study_dir: str, model_num: int, spec_dict: dict, threads: int | 
             evaluate_run(run, spec, model_num, device=_device(device))
         except Exception as err:  # the study goes on; the reason is kept with the run
             reason = f"{type(err).__name__}: {err}"
-            n = run.record_stage_failure(stage, reason + "\n" + traceback.format_exc(limit=3))
-            return {"model_num": model_num, "status": "failed", "reason": reason, "attempts": n,
+            transient = is_transient(err)
+            n = run.record_stage_failure(stage, reason + "\n" + traceback.format_exc(limit=3), transient=transient)
+            return {"model_num": model_num, "status": "failed", "reason": reason, "attempts": n, "transient": transient,
                     "seconds": time.perf_counter() - start}
         run.clear_stage_failure()
     return {"model_num": model_num, "status": "done", "reason": "", "seconds": time.perf_counter() - start}
@@ -152,9 +153,11 @@ def process_ensemble(study_dir: str, model_nums: list[int], spec_dict: dict, thr
                 evaluate_run(run, spec, n, device=device)  # on the GPU the ensemble trained on, if any
             except Exception as err:
                 reason = f"{type(err).__name__}: {err}"
-                count = run.record_stage_failure(stage, reason + "\n" + "".join(traceback.format_exception(err, limit=3)))
+                transient = is_transient(err)
+                count = run.record_stage_failure(stage, reason + "\n" + "".join(traceback.format_exception(err, limit=3)),
+                                                 transient=transient)
                 results[n] = {"model_num": n, "status": "failed", "reason": reason, "attempts": count,
-                              "seconds": time.perf_counter() - start}
+                              "transient": transient, "seconds": time.perf_counter() - start}
                 continue
             run.clear_stage_failure()
             results[n] = {"model_num": n, "status": "done", "reason": "", "seconds": time.perf_counter() - start}
@@ -191,10 +194,47 @@ def evaluate_run(run: RunDir, spec: StudySpec, model_num: int, device=None) -> N
             )
 
 
-def pending(study_dir: Path, spec: StudySpec, only: list[int] | None, max_attempts: int) -> list[int]:
+#: OS errors that say something is wrong with the request, not with the moment: they would fail again.
+_LASTING_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a run's failure may pass by itself, so that trying again can succeed.
+
+    Transient: running out of space or memory, other I/O errors, a worker process that
+    died or a Ray task lost with its node. Everything else (a non-finite loss, which
+    recurs at the same step; a bad configuration; a missing data file; a bug) fails again
+    until something is changed, so it is not retried unless asked (``--retry-failed``).
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(err, (BrokenProcessPool, MemoryError, WorkerLost)):
+        return True
+    if isinstance(err, OSError):
+        return not isinstance(err, _LASTING_OS_ERRORS)
+    return False
+
+
+class WorkerLost(RuntimeError):
+    """The process or Ray task working on a run died before it could report."""
+
+
+def pending(study_dir: Path, spec: StudySpec, only: list[int] | None, retry_failed: bool = False) -> list[int]:
+    """The runs still to do: not complete and not failed for good (unless ``retry_failed``)."""
     nums = only if only is not None else range(len(spec))
     study = StudyDir(study_dir)
-    return [n for n in nums if not study.is_complete(spec, n) and study.run(n).attempts < max_attempts]
+    return [n for n in nums if not study.is_complete(spec, n) and (retry_failed or not study.run(n).failed_for_good)]
+
+
+def summarize(results: list[dict]) -> dict[str, list[dict]]:
+    """The last outcome of each run, grouped: ``done``, ``failed``, ``busy`` (held by another process), ``skipped``."""
+    last: dict[int, dict] = {}
+    for r in results:
+        last[r["model_num"]] = r
+    out: dict[str, list[dict]] = {"done": [], "failed": [], "busy": [], "skipped": []}
+    for n in sorted(last):
+        out[last[n]["status"] if last[n]["status"] in out else "failed"].append(last[n])
+    return out
 
 
 def run_study(
@@ -205,6 +245,7 @@ def run_study(
     workers: int | None = None,
     only: list[int] | None = None,
     max_attempts: int = 3,
+    retry_failed: bool = False,
     address: str | None = None,
     threads: int | None = None,
     ensemble: int | None = None,
@@ -213,7 +254,14 @@ def run_study(
     progress: bool = True,
     echo=print,
 ) -> list[dict]:
-    """Process every unfinished run (retrying failures up to ``max_attempts``).
+    """Process every unfinished run; return one result per try (see :func:`summarize`).
+
+    A run that fails for a transient reason (:func:`is_transient`) is tried again, up to
+    ``max_attempts`` tries in this call, and stays pending for the next call whatever
+    happens. A run that fails for good is tried once and then left failed: later calls
+    list it (status ``failed``, ``"retried": False``) without trying it again unless
+    ``retry_failed``. Runs finished before are reported as ``skipped``; runs that another
+    process holds as ``busy``.
 
     ``threads`` is the number of PyTorch threads each run uses (default: the cores shared
     evenly among the workers). ``ensemble`` is the most runs trained together as one
@@ -231,10 +279,23 @@ def run_study(
 
     if executor not in EXECUTORS:
         raise ValueError(f"--executor must be one of {list(EXECUTORS)}, got {executor!r}")
-    todo = pending(study_dir, spec, only, max_attempts)
-    total = len(only) if only is not None else len(spec)
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"--max-attempts must be an integer >= 1, got {max_attempts!r}")
+    study = StudyDir(study_dir)
+    nums = list(only) if only is not None else list(range(len(spec)))
+    todo = pending(study_dir, spec, nums, retry_failed)
     results: list[dict] = []
-    bar = tqdm(total=total, initial=total - len(todo), desc=f"study {spec.name}", unit="run", disable=not progress)
+    for n in nums:
+        if n in todo:
+            continue
+        if study.is_complete(spec, n):
+            results.append({"model_num": n, "status": "skipped", "reason": "done before", "seconds": 0.0})
+        else:
+            failure = study.run(n).stage_failure() or {}
+            results.append({"model_num": n, "status": "failed", "retried": False, "transient": False, "seconds": 0.0,
+                            "reason": (failure.get("reason") or "").splitlines()[0] + " (failed before; --retry-failed tries it again)"})
+    settled: set[int] = set()
+    bar = tqdm(total=len(nums), initial=len(nums) - len(todo), desc=f"study {spec.name}", unit="run", disable=not progress)
     spec_dict = spec.to_dict()
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
@@ -254,9 +315,13 @@ def run_study(
     # a process driving a GPU needs one thread; on the CPU the cores are shared among the workers
     threads = threads or (1 if gpu and eval_workers else max(1, (os.cpu_count() or 1) // workers))
 
+    last_round = {"now": False}
+
     def finished(result: dict) -> None:
         results.append(result)
-        if result["status"] != "busy":
+        retry = result["status"] == "failed" and result.get("transient") and not last_round["now"]
+        if not retry and result["model_num"] not in settled:  # each run moves the bar once, when it is settled
+            settled.add(result["model_num"])
             bar.update(1)
         line = f"run {result['model_num']}: {result['status']}"
         if result.get("reason"):
@@ -266,9 +331,10 @@ def run_study(
         bar.write(line) if progress else echo(line)
 
     with bar:
-        for _ in range(max_attempts):
+        for attempt in range(max_attempts):
             if not todo:
                 break
+            last_round["now"] = attempt == max_attempts - 1
             jobs = ensemble_jobs(spec, todo, ensemble)
             stacked = (ensemble > 1, tf32)
             split = eval_workers if ensemble > 1 else 0
@@ -278,9 +344,12 @@ def run_study(
                 _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished, split)
             else:
                 _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max_attempts, finished, split)
-            todo = [r["model_num"] for r in results[-len(todo):] if r["status"] == "failed"
-                    and StudyDir(study_dir).run(r["model_num"]).attempts < max_attempts]
+            todo = [n for n in todo if _last(results, n).get("status") == "failed" and _last(results, n).get("transient")]
     return results
+
+
+def _last(results: list[dict], model_num: int) -> dict:
+    return next((r for r in reversed(results) if r["model_num"] == model_num), {})
 
 
 def _run_inline(study_dir, jobs, spec_dict, threads, stacked, finished) -> None:
@@ -302,24 +371,47 @@ def _run_local(study_dir, jobs, spec_dict, workers, threads, stacked, finished, 
     spawn = mp.get_context("spawn")
     if not eval_workers:
         with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-            futures = [pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked) for job in jobs]
+            futures = {pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked): job for job in jobs}
             for future in as_completed(futures):
-                for result in future.result():
+                for result in _outcomes(future, futures[future], study_dir):
                     finished(result)
         return
     # ensembles train in ``workers`` processes; each trained member is scored in one of ``eval_workers``
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as train_pool, \
             ProcessPoolExecutor(max_workers=eval_workers, mp_context=spawn) as eval_pool:
-        waiting = {train_pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked, False) for job in jobs}
+        jobs_of = {train_pool.submit(process_job, str(study_dir), job, spec_dict, threads, *stacked, False): job
+                   for job in jobs}
+        waiting = set(jobs_of)
         while waiting:
             done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
             for future in done:
-                results = future.result()
-                for result in results if isinstance(results, list) else [results]:  # an ensemble's, or one scored run
+                for result in _outcomes(future, jobs_of[future], study_dir):  # an ensemble's, or one scored run
                     if result["status"] == "trained":
-                        waiting.add(eval_pool.submit(process_run, str(study_dir), result["model_num"], spec_dict, 1, "auto"))
+                        scoring = eval_pool.submit(process_run, str(study_dir), result["model_num"], spec_dict, 1, "auto")
+                        jobs_of[scoring] = [result["model_num"]]
+                        waiting.add(scoring)
                     else:
                         finished(result)
+
+
+def _outcomes(future, job: list[int], study_dir) -> list[dict]:
+    """A finished job's results; a job whose worker died gives each of its runs a transient failure."""
+    try:
+        results = future.result()
+    except Exception as err:  # the worker process died (BrokenProcessPool) or the task was lost
+        return lost(job, study_dir, err)
+    return results if isinstance(results, list) else [results]
+
+
+def lost(job: list[int], study_dir, err: BaseException) -> list[dict]:
+    """Transient failures for the runs of a job whose process or task died before it could report."""
+    reason = f"{WorkerLost.__name__}: the worker working on it died ({type(err).__name__}: {err})"
+    out = []
+    for n in job:
+        attempts = StudyDir(study_dir).run(n).record_stage_failure("train", reason, transient=True)
+        out.append({"model_num": n, "status": "failed", "reason": reason, "attempts": attempts, "transient": True,
+                    "seconds": 0.0})
+    return out
 
 
 def ray_gpu_shares(gpus: float, workers: int, ensembles: bool) -> tuple[float, float]:
@@ -369,9 +461,8 @@ def _run_ray(study_dir, jobs, spec_dict, workers, threads, stacked, address, max
                 try:
                     results = ray.get(ref)
                     results = results if isinstance(results, list) else [results]
-                except ray.exceptions.RayError as err:
-                    results = [{"model_num": n, "status": "failed", "reason": f"ray task failed: {err}", "seconds": 0.0}
-                               for n in job]
+                except ray.exceptions.RayError as err:  # a worker or node lost: the task itself catches run errors
+                    results = lost(job, study_dir, err)
                 for result in results:
                     if result["status"] == "trained":
                         refs[scorer.remote(root, result["model_num"], spec_dict, 1, "auto")] = [result["model_num"]]
