@@ -51,6 +51,10 @@ class RunConfigMismatch(DisentangledError, ValueError):
     """The run directory holds another configuration, or an unfinished run without ``--resume``."""
 
 
+class DamagedFile(DisentangledError):
+    """A file of a run or study directory cannot be read back as written; the message names it and what to do."""
+
+
 class StudyDirError(DisentangledError, ValueError):
     """The folder is not a study directory, or it belongs to another spec."""
 
@@ -189,6 +193,15 @@ class RunDir:
         write_json_atomic(self.config_file, {"run_id": config.run_id, "config": config.to_dict()})
         return False
 
+    def restart(self) -> None:
+        """Forget the training done so far (checkpoints, log, weights, results, markers); keep the configuration."""
+        import shutil
+
+        self.done_file.unlink(missing_ok=True)  # first: from here on the run is unfinished
+        for path in (self.results_file, self.weights_file, self.failed_file, self.log_file, self.metadata_file):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
     def write_metadata(self, metadata: dict) -> None:
         write_json_atomic(self.metadata_file, metadata)
 
@@ -201,10 +214,14 @@ class RunDir:
     def clear_failed(self) -> None:
         self.failed_file.unlink(missing_ok=True)
 
-    def finish(self, results: dict, *, run_id: str, steps: int) -> None:
+    def finish(self, results: dict, *, run_id: str, steps: int, weights_sha256: str | None = None) -> None:
         """The results, then the done marker, last (a crash between them leaves an unfinished run)."""
         write_json_atomic(self.results_file, results)
-        write_json_atomic(self.done_file, {"run_id": run_id, "steps": steps})
+        write_json_atomic(self.done_file, {"run_id": run_id, "steps": steps, "weights_sha256": weights_sha256})
+
+    def done_record(self) -> dict:
+        """What the done marker says: run id, steps and the final weights' SHA-256."""
+        return _read_json(self.done_file) if self.is_done else {}
 
     def open_log(self, *, keep_bytes: int | None):
         """The training log for appending: cut back to ``keep_bytes`` (a checkpoint's length), or new when None."""
@@ -367,4 +384,11 @@ class StudyDir:
 
 
 def _read_json(path: Path):
-    return json.loads(Path(path).read_text())
+    """A JSON file of a run or study directory, or :class:`DamagedFile` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DamagedFile(
+            f"{path}: not readable as JSON ({err}); this file is written whole or not at all, so it was changed "
+            "after it was written: restore it, or delete the run directory (a study reruns it)"
+        ) from err

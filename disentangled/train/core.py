@@ -159,13 +159,12 @@ class Member:
         s = seeds(config)
         member = cls(config, run, s, np.random.default_rng(s["data"]), torch.Generator().manual_seed(s["sampling"]),
                      device_name(device), index=index)
-        last = ckpt.latest(run.checkpoints)
-        if last is None:
-            run.write_metadata(_metadata(config, data, s, member.device, ensemble))
-            return member
         model = _Holder()
         optim = {name: _Holder() for name in ("vae", "discriminator")[: 1 + config.build_objective().needs_discriminator]}
-        state = ckpt.load(last, model, optim, member.generator)
+        state = ckpt.load_latest(run.checkpoints, model, optim, member.generator)
+        if state is None:
+            run.write_metadata(_metadata(config, data, s, member.device, ensemble))
+            return member
         member.data_rng.bit_generator.state = state["data_rng"]
         member.step, member.elapsed, member.log_bytes = state["step"], state["elapsed"], state["log_bytes"]
         member.state, member.optim = model.state, {k: v.state for k, v in optim.items()}
@@ -221,9 +220,9 @@ class Member:
     def finish(self, weights: dict, results: dict) -> dict:
         """Final weights, the results and, last, the done marker."""
         steps = self.config.train.steps
-        ckpt.save_weights(_Holder(weights), self.run.weights_file, {"run_id": self.config.run_id, "step": steps})
+        digest = ckpt.save_weights(_Holder(weights), self.run.weights_file, {"run_id": self.config.run_id, "step": steps})
         results = {**results, "elapsed_time": self.elapsed, "global_step": steps}
-        self.run.finish(results, run_id=self.config.run_id, steps=steps)
+        self.run.finish(results, run_id=self.config.run_id, steps=steps, weights_sha256=digest)
         return results
 
 

@@ -23,15 +23,21 @@ __all__ = ["RunConfigMismatch", "TrainingDiverged", "build", "make_optimizers", 
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True, data=None,
-          device=None) -> dict:
-    """Train (or resume, or skip if done) the run in ``run_dir`` on ``device`` (default: CUDA if any); return its results."""
+          device=None, restart: bool = False) -> dict:
+    """Train (or resume, or skip if done) the run in ``run_dir`` on ``device`` (default: CUDA if any); return its results.
+
+    ``restart``: start this configuration's run again from step 0, whatever it holds (damaged checkpoints).
+    """
     from tqdm import tqdm
 
     run = RunDir(run_dir)
-    if run.claim(config, resume=resume):
+    device = training_device(device)
+    if restart and run.is_claimed:
+        run.claim(config, resume=True)  # refuses another configuration before anything is deleted
+        run.restart()
+    if run.claim(config, resume=resume or restart):
         return run.results()
     run.clear_failed()
-    device = training_device(device)
     data, model = build(config, data)
     model.to(device)
     optimizers = make_optimizers(config, model)

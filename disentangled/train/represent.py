@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from ..data.paths import DataFileError
 from ..errors import ParameterError
+from .checkpoint import load_weights
 
 KINDS = ("mean", "sampled")
 
@@ -30,7 +30,7 @@ def load_model(run_dir: str | Path):
         raise DataFileError(f"{run.path}: no finished training run here ({run.done_file.name} is missing); train it first or resume it")
     config = run.config()
     _, model = build(config, data=_ShapeOnly(config))
-    model.load_state_dict(load_file(str(run.weights_file)))
+    model.load_state_dict(load_weights(run.weights_file, run.done_record().get("weights_sha256")))
     model.eval()
     return model, config
 

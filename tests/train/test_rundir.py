@@ -81,11 +81,13 @@ def test_stage_failures_count_attempts(tmp_path):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     assert run.attempts == 0
-    assert run.record_stage_failure("train", "OSError: disk full") == 1
-    assert run.record_stage_failure("evaluate", "ValueError: x") == 2
-    assert run.stage_failure() == {"stage": "evaluate", "reason": "ValueError: x", "attempts": 2}
+    assert run.record_stage_failure("train", "OSError: disk full", transient=True) == 1
+    assert not run.failed_for_good
+    assert run.record_stage_failure("evaluate", "ValueError: x", transient=False) == 2
+    assert run.stage_failure() == {"stage": "evaluate", "reason": "ValueError: x", "attempts": 2, "transient": False}
+    assert run.failed_for_good
     run.clear_stage_failure()
-    assert run.attempts == 0
+    assert run.attempts == 0 and not run.failed_for_good
 
 
 def test_the_lock_is_exclusive(tmp_path):
