@@ -96,7 +96,7 @@ def make_dataset(name: str, source: str):
         """
 
         name = "synthetic_sprites"
-        deterministic = True
+        observations_deterministic = True
 
         def __init__(self):
             self.space = FactorSpace(("shape", "scale", "orientation", "posX", "posY"), (3, 6, 40, 32, 32))

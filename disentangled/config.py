@@ -20,17 +20,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from .data.base import close_matches
+from .errors import ParameterError, UnknownNameError, check, check_choice, check_float, check_int, close_matches
 
 
-class ConfigError(ValueError):
+class ConfigError(ParameterError):
     """A configuration key or value is wrong; the message says which and how to fix it."""
 
 
@@ -42,13 +41,11 @@ class DataConfig:
     def __post_init__(self):
         from .data import DATASETS, options_of
 
-        if self.name not in DATASETS:
-            raise ConfigError(f"data.name: unknown data set {self.name!r}." + close_matches(self.name, list(DATASETS)))
+        _registered("data.name", DATASETS, self.name)
         if "source" in options_of(self.name):
             from .data.dsprites import SOURCES
 
-            if self.source not in SOURCES:
-                raise ConfigError(f"data.source must be one of {list(SOURCES)}, got {self.source!r}")
+            check_choice("data.source", self.source, SOURCES, error=ConfigError)
 
     def options(self) -> dict:
         from .data import options_of
@@ -68,15 +65,12 @@ class ModelConfig:
         from .models import ARCHITECTURES
         from .models.losses import RECONSTRUCTION_LOSSES
 
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"model.architecture: unknown {self.architecture!r}; known: {list(ARCHITECTURES)}." + close_matches(self.architecture, list(ARCHITECTURES)))
-        if self.reconstruction not in RECONSTRUCTION_LOSSES:
-            raise ConfigError(f"model.reconstruction: unknown {self.reconstruction!r}; known: {list(RECONSTRUCTION_LOSSES)}")
+        _registered("model.architecture", ARCHITECTURES, self.architecture)
+        check_choice("model.reconstruction", self.reconstruction, list(RECONSTRUCTION_LOSSES), error=ConfigError)
         _check_int("model.num_latent", self.num_latent, 1)
-        if not isinstance(self.channels_last, bool):
-            raise ConfigError(f"model.channels_last must be true or false, got {self.channels_last!r}")
-        if self.kernel_size_34 not in (2, 4):
-            raise ConfigError(f"model.kernel_size_34 must be 2 (the released code) or 4 (the paper), got {self.kernel_size_34!r}")
+        check("model.channels_last", self.channels_last, lambda v: isinstance(v, bool), "true or false", error=ConfigError)
+        check("model.kernel_size_34", self.kernel_size_34, lambda v: v in (2, 4), "2 (the released code) or 4 (the paper)",
+              error=ConfigError)
 
 
 @dataclass(frozen=True)
@@ -94,7 +88,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check_int("train.steps", self.steps, 1)
-        _check_int("train.batch_size", self.batch_size, 2, why=" (the covariance and total-correlation estimates need two samples)")
+        _check_int("train.batch_size", self.batch_size, 2, why="the covariance and total-correlation estimates need two samples")
         _check_int("train.checkpoint_every", self.checkpoint_every, 1)
         _check_int("train.log_every", self.log_every, 1)
         _check_int("train.eval_batches", self.eval_batches, 0)
@@ -106,10 +100,7 @@ class TrainConfig:
         _check_float("train.lr", self.lr, 0.0, strict=True)
         _check_float("train.eps", self.eps, 0.0, strict=True)
         for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            _check_float(f"train.{name}", value, 0.0)
-            if value >= 1:
-                raise ConfigError(f"train.{name} must be in [0, 1), got {value!r}")
+            check_float(f"train.{name}", getattr(self, name), low=0.0, high=1.0, high_open=True, error=ConfigError)
 
 
 @dataclass(frozen=True)
@@ -148,27 +139,29 @@ def _resolve_objective(mapping) -> dict:
 
     params = dict(mapping)
     name = params.pop("name", "beta_vae")
-    if name not in OBJECTIVES:
-        raise ConfigError(f"objective.name: unknown objective {name!r}; known: {list(OBJECTIVES)}." + close_matches(str(name), list(OBJECTIVES)))
+    _registered("objective.name", OBJECTIVES, name)
     try:
         objective = get_objective(name, **params)
-    except ValueError as err:
+    except ParameterError as err:
         raise ConfigError(f"objective: {err}") from err
     return {"name": name, **objective.hyperparameters()}
 
 
+# the checks of :mod:`disentangled.errors`, raising ConfigError
 def _check_int(key, value, low, why=""):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key} must be an integer >= {low}{why}, got {value!r}")
-    if value < low:
-        raise ConfigError(f"{key} must be >= {low}{why}, got {value!r}")
+    check_int(key, value, low=low, why=why, error=ConfigError)
 
 
 def _check_float(key, value, low, strict=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number, got {value!r}")
-    if value < low or (strict and value == low):
-        raise ConfigError(f"{key} must be {'>' if strict else '>='} {low}, got {value!r}")
+    check_float(key, value, low=low, low_open=strict, error=ConfigError)
+
+
+def _registered(key: str, registry, name) -> None:
+    """Refuse a name the registry does not know, naming the configuration key it came from."""
+    try:
+        registry[name]
+    except UnknownNameError as err:
+        raise ConfigError(f"{key}: {err}") from None
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

@@ -10,7 +10,7 @@ the rule exists or how to fix it::
 
     beta_vae: beta must be >= 0, got -1.0
     train.batch_size must be >= 2 (the covariance estimates need two samples), got 1
-    --draws must be an integer >= 1, got 0; use --draws 1 for a single bootstrap draw
+    --draws must be an integer >= 1, got 0.5; draws are counted
 
 An unknown name names its kind, the known names and the close matches::
 
@@ -53,7 +53,7 @@ class UnknownNameError(ParameterError, KeyError):
     registry behaves as a Mapping (``get``, ``in``) and ``except KeyError`` keeps working.
     """
 
-    def __init__(self, kind: str, name: Any, known: Iterable[str], *, owner: str | None = None):
+    def __init__(self, kind: str, name: Any, known: Iterable[str], owner: str | None = None):
         self.kind, self.name, self.known, self.owner = kind, name, tuple(known), owner
         if owner is None:
             message = f"unknown {kind} {name!r}; known {kind}s: {', '.join(self.known) or 'none'}."
@@ -63,6 +63,9 @@ class UnknownNameError(ParameterError, KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message quoted
         return str(self.args[0])
+
+    def __reduce__(self):  # rebuilt from its parts when a worker process sends it back
+        return type(self), (self.kind, self.name, self.known, self.owner)
 
 
 def close_matches(word: str, options: Iterable[str], n: int = 3) -> str:

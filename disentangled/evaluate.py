@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import metrics as M
+from .errors import MissingFileError, ParameterError, check_choice
 from .io import write_json_atomic
 
 REPRESENTATIONS = ("mean", "sampled")
@@ -81,7 +82,7 @@ def study_seed(representation: str, metric: str) -> int:
     """The seed the study uses for ``metric`` on ``representation``, the same for every model."""
     key = (representation, metric)
     if key not in STUDY_SEEDS:
-        raise ValueError(f"no study seed for metric {metric!r} on representation {representation!r}")
+        raise ParameterError(f"no study seed for metric {metric!r} on representation {representation!r}")
     return STUDY_SEEDS[key]
 
 
@@ -91,7 +92,7 @@ def metric_seed(representation: str, metric: str, *, model_seed: int | None = No
     if not seed_per_model:
         return base
     if model_seed is None:
-        raise ValueError("seed_per_model needs the model's seed")
+        raise ParameterError("seed_per_model needs the model's seed")
     return int(np.random.SeedSequence([base, int(model_seed)]).generate_state(1)[0])
 
 
@@ -125,15 +126,15 @@ def load_codes(path: str | Path):
     """``(codes, factors, codes_test, factors_test)`` from an ``.npz`` file (test arrays optional)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in ("codes", "factors") if k not in f.files]
         if missing:
-            raise ValueError(f"{path}: needs arrays 'codes' [N, D] and 'factors' [N, K]; missing {missing}; it has {f.files}")
+            raise ParameterError(f"{path}: needs arrays 'codes' [N, D] and 'factors' [N, K]; missing {missing}; it has {f.files}")
         codes, factors = f["codes"], f["factors"]
         has_test = "codes_test" in f.files or "factors_test" in f.files
         if has_test and not ("codes_test" in f.files and "factors_test" in f.files):
-            raise ValueError(f"{path}: give both 'codes_test' and 'factors_test', or neither")
+            raise ParameterError(f"{path}: give both 'codes_test' and 'factors_test', or neither")
         codes_test = f["codes_test"] if has_test else None
         factors_test = f["factors_test"] if has_test else None
     return codes, factors, codes_test, factors_test
@@ -156,12 +157,11 @@ def score_codes(
     test arrays, the training arrays serve as both). ``fmt="dlib"`` gives the reference's
     keys.
     """
-    if fmt not in ("project", "dlib"):
-        raise ValueError(f"format must be 'project' or 'dlib', got {fmt!r}")
+    check_choice("format", fmt, ("project", "dlib"))
     names = _metric_list(metrics, CODES_METRICS)
     for name in names:
         if name not in M.ARRAY_METRICS:
-            raise ValueError(
+            raise ParameterError(
                 f"metric {name!r} needs to sample from a data set and cannot be computed from saved codes; "
                 f"array-level metrics: {', '.join(M.ARRAY_METRICS)}"
             )
@@ -272,8 +272,7 @@ def evaluate_run(
     from .train.represent import Representation, load_model, resolve_device
 
     device = resolve_device(device)
-    if representation not in REPRESENTATIONS:
-        raise ValueError(f"representation must be one of {list(REPRESENTATIONS)}, got {representation!r}")
+    check_choice("representation", representation, REPRESENTATIONS)
     run_dir = Path(run_dir)
     names = _metric_list(metrics, M.STUDY_METRICS)
     out_dir = metrics_dir(run_dir, representation)
@@ -341,7 +340,7 @@ class TorchScriptRepresentation:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such file")
+            raise MissingFileError(f"{self.path}: no such file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still the portable format
             self.module = torch.jit.load(str(self.path), map_location="cpu")
@@ -360,7 +359,7 @@ class TorchScriptRepresentation:
                 if isinstance(y, (tuple, list)):
                     y = y[0]
                 if not isinstance(y, torch.Tensor):
-                    raise ValueError(f"{self.path}: the encoder must return a tensor or a tuple of tensors, got {type(y).__name__}")
+                    raise ParameterError(f"{self.path}: the encoder must return a tensor or a tuple of tensors, got {type(y).__name__}")
                 out.append(y.reshape(y.shape[0], -1).float())
         return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 

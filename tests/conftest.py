@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+DSPRITES_FRAMES = REPO / "tests" / "data" / "files" / "dsprites_frames"
+DSPRITES_FRAME_FILES = ("dsprites.gif", "dsprites_gif_labels.csv", "dsprites.LICENSE")
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +21,15 @@ def isolated_data_dir(tmp_path_factory, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    if not (SHARED_DATA / "dsprites.gif").is_file():
-        pytest.skip(f"real dSprites frames not found at {SHARED_DATA}")
-    return SHARED_DATA
+def dsprites_frames() -> Path:
+    """The folder of the 320 labelled real dSprites frames shipped with the tests.
+
+    They are part of the repository, so a missing file is a failure, not a reason to skip.
+    """
+    missing = [name for name in DSPRITES_FRAME_FILES if not (DSPRITES_FRAMES / name).is_file()]
+    if missing:
+        pytest.fail(
+            f"{DSPRITES_FRAMES}: missing {', '.join(missing)}; these files are part of the repository "
+            f"(see the README.md there); restore them from version control"
+        )
+    return DSPRITES_FRAMES

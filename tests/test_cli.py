@@ -73,6 +73,90 @@ def test_unknown_name_lists_close_matches(capsys):
     assert "Did you mean 'dsprites_full'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("what, registry", [
+    ("objectives", "disentangled.models:OBJECTIVES"),
+    ("architectures", "disentangled.models:ARCHITECTURES"),
+    ("datasets", "disentangled.data:DATASETS"),
+    ("metrics", "disentangled.metrics:METRICS"),
+    ("presets", "disentangled.study.spec:PRESETS"),
+])
+def test_list_prints_one_line_per_entry_in_registry_order(what, registry):
+    import importlib
+
+    module, attr = registry.split(":")
+    names = list(getattr(importlib.import_module(module), attr))
+    result = runner.invoke(app, ["list", what])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split(":")[0] for line in lines] == names
+
+
+def test_list_metrics_shows_the_settings_and_presets_their_size():
+    metrics = runner.invoke(app, ["list", "metrics"]).output.splitlines()
+    assert "mig: num_train=10000, batch_size=16, num_bins=20" in metrics
+    assert any(line.startswith("downstream_logistic_regression: num_train=[10, 100, 1000, 10000]") for line in metrics)
+    presets = runner.invoke(app, ["list", "presets"]).output.splitlines()
+    assert any(line.startswith("quickstart: 4 runs. beta-VAE") for line in presets)
+    assert any(line.startswith("unsupervised_study_v1: 12600 runs.") for line in presets)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["list", "metrcs"], "error: unknown list 'metrcs'; known lists: objectives, architectures, datasets, metrics, presets. "
+                         "Did you mean 'metrics'?"),
+    (["train", "--out", "r", "objective.name=beta_vea"], "error: objective.name: unknown objective 'beta_vea'; known objectives: "),
+    (["study", "plan", "quikstart"], "error: unknown study preset 'quikstart'; known study presets: "),
+])
+def test_an_unknown_name_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message) and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_an_unknown_metric_for_saved_codes_is_one_line(tmp_path, capsys):
+    path = tmp_path / "codes.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, codes=rng.normal(size=(50, 2)), factors=rng.integers(0, 3, size=(50, 2)))
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--codes", str(path), "--metric", "mgi"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: unknown metric 'mgi'; known metrics: beta_vae, factor_vae, mig, dci, sap, modularity_explicitness, "
+        "unsupervised, downstream_logistic_regression, downstream_boosted_trees, irs. Did you mean 'mig'?\n"
+    )
+
+
+def test_a_project_error_exits_with_its_own_code(monkeypatch, capsys):
+    from disentangled import metrics
+    from disentangled.errors import DisentangledError
+
+    class Diverged(DisentangledError):
+        exit_code = 1
+
+    def diverge(metric):
+        raise Diverged("the loss became NaN at step 3")
+
+    monkeypatch.setattr(metrics, "settings_of", diverge)
+    with pytest.raises(SystemExit) as exit_:
+        main(["list", "metrics"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == "error: the loss became NaN at step 3\n"
+
+
+@pytest.mark.parametrize("bug", [RuntimeError, ValueError, TypeError, FileNotFoundError])
+def test_any_other_exception_is_a_bug_and_keeps_its_traceback(monkeypatch, bug):
+    """Only the project's own errors are turned into one line; a plain exception propagates."""
+    from disentangled import metrics
+
+    def broken(metric):
+        raise bug("internal invariant broken")
+
+    monkeypatch.setattr(metrics, "settings_of", broken)
+    with pytest.raises(bug, match="internal invariant broken"):
+        main(["list", "metrics"])
+
+
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path, monkeypatch):
     """The main job's path (prepare, factors picture, study, table, report) on a tiny spec."""

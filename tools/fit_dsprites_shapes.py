@@ -8,7 +8,7 @@ per-shape IoU of the module's committed renderer against the frames.
 
 Run by hand (takes a minute or two; needs numpy, scipy and Pillow)::
 
-    python tools/fit_dsprites_shapes.py [--data-dir ../shared/data]
+    python tools/fit_dsprites_shapes.py [--data-dir tests/data/files/dsprites_frames]
 
 Method (geometry conventions as in the module: pixel centres, y down, sprite centre
 ``16 + 32 * pos``, rotation by +orientation in the y-down frame):
@@ -290,7 +290,12 @@ def fit_heart(frames, labels, half_edges: int, smooth: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO_ROOT / "tests" / "data" / "files" / "dsprites_frames",
+        help="folder holding dsprites.gif and dsprites_gif_labels.csv (default: the copy shipped with the tests)",
+    )
     parser.add_argument("--half-edges", type=int, default=24, help="heart edges per half (polygon has twice as many vertices)")
     parser.add_argument("--smooth", type=float, default=0.01, help="weight of the heart smoothness penalty")
     args = parser.parse_args()

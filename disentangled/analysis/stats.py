@@ -23,6 +23,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..errors import MissingFileError
+
 # the paper's six metrics: label -> project score key (docs/metrics.md)
 METRICS = {
     "BetaVAE": "beta_vae.eval_accuracy",
@@ -91,7 +93,7 @@ def read_table(path) -> pd.DataFrame:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results table here; make one with `disentangled study collect STUDY_DIR -o {path.name}`")
+        raise MissingFileError(f"{path}: no results table here; make one with `disentangled study collect STUDY_DIR -o {path.name}`")
     return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
 

@@ -32,19 +32,20 @@ app.command("list")(train_cli.list_)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: expected errors become one clear message and exit code 2."""
-    from ..data.download import DownloadError
-    from ..data.paths import DataFileError
-    from ..train.loop import TrainingDiverged
+    """Console entry point.
+
+    The project's own errors (:class:`~disentangled.errors.DisentangledError`: a bad
+    parameter, an unknown name, a missing file, a diverged run) become one line,
+    ``error: <message>``, and their ``exit_code``; click's usage errors print the usage
+    message. Any other exception is a bug and keeps its traceback.
+    """
+    from ..errors import DisentangledError
 
     try:
         code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
-    except (DataFileError, DownloadError, ValueError, TypeError, FileNotFoundError) as err:
+    except DisentangledError as err:
         typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except TrainingDiverged as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        sys.exit(err.exit_code)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except typer.Abort:

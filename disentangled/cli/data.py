@@ -66,8 +66,7 @@ def show(
         raise ValueError(f"--num-values must be at least 2, got {num_values}")
     data = get(name, **dataset_options(source, data_dir))
     images, labels, _ = factor_variations(data, rng=np.random.default_rng(seed), num_values=num_values)
-    info = data.describe()
-    title = f"{name} ({info.get('source', '')}, seed {seed})"
+    title = f"{name} ({data.describe()['source']}, seed {seed})"
     save_labelled_grid(images, labels, output, title=title)
     console.print(f"wrote {output}")
 

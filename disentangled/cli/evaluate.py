@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from ..errors import ParameterError, check_choice
 from .common import DataDirOption, SourceOption, dataset_options
 
 
@@ -45,11 +46,10 @@ def evaluate(
 
     given = [x is not None for x in (run_dir, codes, encoder)]
     if sum(given) != 1:
-        raise ValueError("give exactly one of RUN_DIR, --codes FILE.npz, or --encoder FILE.pt (with --dataset)")
-    if fmt not in ("project", "dlib"):
-        raise ValueError(f"--format must be 'project' or 'dlib', got {fmt!r}")
+        raise ParameterError("give exactly one of RUN_DIR, --codes FILE.npz, or --encoder FILE.pt (with --dataset)")
+    check_choice("--format", fmt, ("project", "dlib"))
     if encoder is None and dataset is not None:
-        raise ValueError("--dataset goes with --encoder")
+        raise ParameterError("--dataset goes with --encoder")
 
     def echo(line: str) -> None:
         typer.echo(line, err=True)
@@ -59,7 +59,7 @@ def evaluate(
         result: dict = ev.score_codes(*arrays, metrics=metric, fmt=fmt, n_jobs=jobs)
     elif encoder is not None:
         if dataset is None:
-            raise ValueError("--encoder needs --dataset NAME (see `disentangled data list`)")
+            raise ParameterError("--encoder needs --dataset NAME (see `disentangled data list`)")
         records = ev.evaluate_encoder(
             encoder, dataset, dataset_options=dataset_options(source, data_dir), metrics=metric, seed=seed, n_jobs=jobs, echo=echo
         )

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import MissingFileError, check_choice, check_int
 from .common import console
 
 
@@ -30,16 +31,14 @@ def report(
     """
     from ..analysis.report import write_report
 
-    if representation not in ("mean", "sampled"):
-        raise ValueError(f"--representation must be mean or sampled, got {representation!r}")
-    if draws < 1:
-        raise ValueError(f"--draws must be at least 1, got {draws}")
+    check_choice("--representation", representation, ("mean", "sampled"))
+    check_int("--draws", draws, low=1)
     from ..rundir import StudyDir
 
     if study_dir is None and StudyDir(table.parent).runs_dir.is_dir():
         study_dir = table.parent
     elif study_dir is not None and not StudyDir(study_dir).runs_dir.is_dir():
-        raise FileNotFoundError(f"--study-dir {study_dir}: no {StudyDir(study_dir).runs_dir.name}/ folder there")
+        raise MissingFileError(f"--study-dir {study_dir}: no {StudyDir(study_dir).runs_dir.name}/ folder there")
     index = write_report(
         table, output, study_dir=study_dir, representation=representation,
         visualize_missing=visualize_missing, max_visualize=max_visualize, num_draws=draws, seed=seed,

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from ..registry import Registry
 from .common import console
 
 
@@ -14,6 +15,7 @@ def train(
     args: Optional[List[str]] = typer.Argument(None, help="[CONFIG.yaml] then key=value overrides, e.g. objective.name=beta_tc_vae objective.beta=6 train.steps=500"),
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the unfinished run in --out from its last checkpoint."),
+    restart: bool = typer.Option(False, "--restart", help="Train the run in --out again from step 0 (its checkpoints, log and results are deleted)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: CUDA when available, else the CPU)."),
 ) -> None:
@@ -28,31 +30,61 @@ def train(
     where = device_name(training_device(device))
     console.print(f"run {config.run_id}: {config.objective} on {config.data.name} ({config.data.source}), "
                   f"{config.train.steps} steps on {where} -> {out}")
-    results = run_train(config, out, resume=resume, progress=progress, device=where)
+    results = run_train(config, out, resume=resume, progress=progress, device=where, restart=restart)
     shown = {k: round(v, 4) for k, v in results.items() if isinstance(v, float)}
     console.print(f"done: {shown}")
 
 
-def list_(what: str = typer.Argument(..., help="objectives | architectures | datasets")) -> None:
-    """List the registered objectives (with hyperparameter defaults), architectures or data sets."""
-    from dataclasses import fields
+def _defaults(settings: dict) -> str:
+    # nested settings (FactorVAE's discriminator optimiser) would not fit on the entry's line
+    return ", ".join(f"{k}={v}" for k, v in settings.items() if isinstance(v, (int, float, str, list, type(None))))
 
+
+def _objectives() -> list[str]:
+    from ..models import OBJECTIVES
+
+    return [f"{name}: {_defaults(OBJECTIVES.build(name).hyperparameters())}" for name in OBJECTIVES]
+
+
+def _architectures() -> list[str]:
+    from ..models import ARCHITECTURES
+
+    return [f"{name}: {enc.__name__} / {dec.__name__} (options: {', '.join(ARCHITECTURES.options(name))})"
+            for name, (enc, dec) in ARCHITECTURES.items()]
+
+
+def _datasets() -> list[str]:
     from ..data import DATASETS
-    from ..data.base import close_matches
-    from ..models import ARCHITECTURES, OBJECTIVES
 
-    if what == "objectives":
-        for name, cls in OBJECTIVES.items():
-            obj = cls()
-            params = ", ".join(f"{f.name}={getattr(obj, f.name)}" for f in fields(obj)
-                               if isinstance(getattr(obj, f.name), (int, float, str)))
-            console.print(f"{name}: {params}")
-    elif what == "architectures":
-        for name, (enc, dec) in ARCHITECTURES.items():
-            console.print(f"{name}: {enc.__name__} / {dec.__name__}")
-    elif what == "datasets":
-        for name in DATASETS:
-            console.print(name)
-    else:
-        choices = ["objectives", "architectures", "datasets"]
-        raise ValueError(f"list: unknown {what!r}; choose one of {choices}." + close_matches(what, choices))
+    return list(DATASETS)
+
+
+def _metrics() -> list[str]:
+    from ..metrics import METRICS, settings_of
+
+    return [f"{name}: {_defaults(settings_of(METRICS.build(name)))}" for name in METRICS]
+
+
+def _presets() -> list[str]:
+    from ..study.spec import PRESETS
+
+    lines = []
+    for name in PRESETS:
+        spec = PRESETS.build(name)
+        lines.append(f"{name}: {len(spec)} runs. {spec.description.splitlines()[0] if spec.description else ''}".rstrip())
+    return lines
+
+
+_LISTINGS = Registry("list", {
+    "objectives": _objectives,
+    "architectures": _architectures,
+    "datasets": _datasets,
+    "metrics": _metrics,
+    "presets": _presets,
+})
+
+
+def list_(what: str = typer.Argument(..., help=" | ".join(_LISTINGS))) -> None:
+    """List a registry: objectives and metrics with their defaults, architectures, data sets, study presets."""
+    for line in _LISTINGS[what]():
+        console.print(line, highlight=False, soft_wrap=True)  # one line per entry, for grep

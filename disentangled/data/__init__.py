@@ -8,9 +8,8 @@ procedural renderer exists), ``data_dir`` (overrides ``DISENTANGLED_DATA``), ``s
 
 from __future__ import annotations
 
-import inspect
-
-from .base import FactorSpace, GroundTruthData, close_matches
+from ..registry import Registry
+from .base import FactorSpace, GroundTruthData
 from .cars3d import Cars3D
 from .dsprites import ColorDSprites, DSprites, DSpritesNoShape, NoisyDSprites, ScreamDSprites
 from .dummy import DummyData
@@ -19,7 +18,8 @@ from .shapes3d import Shapes3D
 from .smallnorb import SmallNORB
 from .paths import DataFileError
 
-DATASETS = {
+# a data set's options are its constructor's parameters
+DATASETS = Registry("data set", {
     "dummy_data": DummyData,
     "dsprites_full": DSprites,
     "dsprites_noshape": DSpritesNoShape,
@@ -32,35 +32,17 @@ DATASETS = {
     "mpi3d_toy": MPI3DToy,
     "mpi3d_realistic": MPI3DRealistic,
     "mpi3d_real": MPI3DReal,
-}
+})
 
 
 def options_of(name: str) -> list[str]:
     """The keyword options that ``get(name, ...)`` accepts."""
-    cls = _lookup(name)
-    params = inspect.signature(cls.__init__).parameters
-    return [p for p in params if p != "self" and params[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    return DATASETS.options(name)
 
 
 def get(name: str, **options) -> GroundTruthData:
     """The data set registered as ``name``, built with ``options`` (no file is read yet)."""
-    cls = _lookup(name)
-    allowed = options_of(name)
-    unknown = [k for k in options if k not in allowed]
-    if unknown:
-        raise ValueError(
-            f"data set {name!r} has no option {unknown[0]!r}; its options are {allowed or 'none'}."
-            + close_matches(unknown[0], allowed)
-        )
-    return cls(**options)
-
-
-def _lookup(name: str):
-    if name not in DATASETS:
-        raise ValueError(
-            f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}." + close_matches(name, list(DATASETS))
-        )
-    return DATASETS[name]
+    return DATASETS.build(name, **options)
 
 
 __all__ = [

@@ -5,7 +5,9 @@ image (or, for the noisy variants, to a distribution of images). Two pieces live
 
 * :class:`FactorSpace`: the factor sizes and the one place where a factor vector maps to
   the flat row of the official files (row-major, last factor fastest) and back.
-* :class:`GroundTruthData`: what every data set offers to training and metrics.
+* :class:`GroundTruthData`: what every data set offers to training and metrics, and what
+  it says about itself (:meth:`~GroundTruthData.describe`, :meth:`~GroundTruthData.readiness`,
+  :meth:`~GroundTruthData.prepare`, :attr:`~GroundTruthData.observations_deterministic`).
 
 Randomness is always passed in. ``rng`` may be a :class:`numpy.random.Generator` (the
 project's default) or a :class:`numpy.random.RandomState` (disentanglement_lib's type):
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Iterator, Union
 
 import numpy as np
 
@@ -150,19 +153,47 @@ def _check_count(n) -> int:
     return int(n)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What :meth:`GroundTruthData.prepare` did.
+
+    ``path`` is the file or folder observations are read from after this call (an
+    official file, a resize cache, a rendered grid), or None when they are generated in memory;
+    ``built`` says whether this call wrote it (a first resize, a rendering) rather than
+    finding it ready; ``message`` is one sentence saying what is where, for people.
+    """
+
+    path: Path | None
+    built: bool
+    message: str
+
+
 class GroundTruthData(abc.ABC):
     """A data set of images generated from discrete ground-truth factors.
 
-    Subclasses set :attr:`name`, :attr:`space` (all factors, as stored), :attr:`latent`
-    (the positions in ``space`` of the factors exposed to models and metrics; the others
-    are nuisance factors, re-sampled for every observation), :attr:`observation_shape`
-    (channels first) and implement :meth:`_render`.
+    A data set is abstract (this class, or a family base such as MPI3D's) or final (the
+    registered classes, never subclassed). A final data set sets :attr:`name`,
+    :attr:`space` (all factors, as stored), :attr:`latent` (the positions in ``space`` of the
+    factors exposed to models and metrics; the others are nuisance factors, re-sampled for
+    every observation), :attr:`observation_shape` (channels first) and
+    :attr:`observations_deterministic`, and implements :meth:`_render`. A data set read from
+    files also answers :meth:`describe`, :meth:`readiness` and :meth:`prepare` for its
+    files; the defaults here describe a data set generated in memory by its own code.
     """
 
-    name: str
+    name: ClassVar[str]
     space: FactorSpace
     latent: tuple[int, ...]
     observation_shape: tuple[int, int, int]
+
+    #: Whether an observation is a pure function of the latent factors: rendering draws
+    #: nothing from ``rng`` (no nuisance factor with more than one value, no per-image
+    #: noise), so the same latent factors give the same image whatever the rng. Metrics then
+    #: encode each distinct combination once and skip rendering it again
+    #: (:mod:`disentangled.metrics.sampling`), which leaves the rng's stream unchanged only
+    #: because rendering would have drawn nothing. False unless a data set says otherwise:
+    #: a data set that does not claim it is rendered afresh for every request.
+    observations_deterministic: ClassVar[bool] = False
 
     # -- description -----------------------------------------------------------------
     @property
@@ -185,9 +216,28 @@ class GroundTruthData(abc.ABC):
     def latent_space(self) -> FactorSpace:
         return FactorSpace(self.factor_names, self.factor_sizes)
 
+    # -- what the data set says about itself ----------------------------------------------
     def describe(self) -> dict:
-        """What to record wherever results are recorded: name, source and generator."""
-        return {"name": self.name}
+        """What to record wherever results are recorded.
+
+        Always ``name`` and ``source`` (``"official"`` for the published files,
+        ``"procedural"`` for this project's renderers, ``"synthetic"`` for data made up in
+        memory), plus the ``file`` (or folder, cache) read or the ``generator`` used.
+        """
+        return {"name": self.name, "source": "synthetic"}
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(ready, why)``: whether observations can be drawn now, and a sentence saying why,
+        or what is missing and the command that fixes it."""
+        return True, "generated in memory, nothing to prepare"
+
+    def prepare(self, *, progress: bool = True) -> Prepared:
+        """Make the data set ready and fast to read (check the official files, build the
+        caches, render the procedural grid), with a progress bar when ``progress``; a missing
+        or damaged file raises :class:`~disentangled.data.paths.DataFileError` naming the
+        file and the fix. Preparing again finds the work done and only checks it."""
+        _, why = self.readiness()
+        return Prepared(path=None, built=False, message=f"{self.name}: {why}")
 
     # -- sampling ----------------------------------------------------------------------
     def sample_factors(self, n: int, *, rng: Rng) -> np.ndarray:
@@ -303,8 +353,5 @@ def as_unit_float(images: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def close_matches(word: str, options: Sequence[str], n: int = 3) -> str:
-    import difflib
-
-    found = difflib.get_close_matches(word, list(options), n=n, cutoff=0.5)
-    return f" Did you mean {', '.join(repr(f) for f in found)}?" if found else ""
+# the close-match hint of every error message lives with the project's errors
+from ..errors import close_matches  # noqa: E402,F401  (re-exported: data sets and older callers import it here)

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng
+from .base import FactorSpace, GroundTruthData, Prepared, Rng
 from .paths import DataFileError, data_dir, search_dirs
-from .smallnorb import cached_grid, fingerprint, resize_lanczos
+from .smallnorb import cached_grid, fingerprint, prepared_resize, resize_lanczos
 
 NAME = "cars3d"
 FOLDER = "cars"
@@ -180,6 +180,7 @@ class Cars3D(GroundTruthData):
     name = NAME
     latent = (0, 1, 2)
     observation_shape = (3, SIZE, SIZE)
+    observations_deterministic = True  # one stored view per combination, no nuisance factor
 
     def __init__(self, data_dir: str | os.PathLike | None = None, strict: bool = True):
         self.data_dir_option = data_dir
@@ -209,10 +210,10 @@ class Cars3D(GroundTruthData):
         method = f"{RESIZE_METHOD};order={[p.name for p in files]}"
         return data_dir(self.data_dir_option) / "cache" / f"{NAME}_{_fingerprint(files, method)}.npz"
 
-    def prepare(self, *, progress: bool = True) -> tuple[Path, bool]:
-        """Check the files and build the resize cache if needed; ``(cache path, built now)``."""
+    def prepare(self, *, progress: bool = True) -> Prepared:
+        """Check the files and build the resize cache if it is not there yet."""
         built = self._load(progress=progress)
-        return self._cache, built
+        return prepared_resize(self.name, self.space.num_combinations, self._cache, built)
 
     def _load(self, *, progress: bool = False) -> bool:
         if self._images is not None:

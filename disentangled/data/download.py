@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DisentangledError
 from .paths import data_dir
 
 
@@ -87,7 +88,7 @@ REMOTES: dict[str, tuple[Remote, ...]] = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DisentangledError, RuntimeError):
     pass
 
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng, gather_rows, randint
+from .base import FactorSpace, GroundTruthData, Prepared, Rng, gather_rows, randint
 from .paths import DataFileError, data_dir, find_file, missing_file_message
 
 OFFICIAL_NPZ = "dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -237,15 +238,63 @@ class _Images:
 
 
 # ---------------------------------------------------------------------------------------
+# The procedural cache
+
+
+def _procedural_cache_ok(path: Path) -> bool:
+    """Whether ``path`` holds the whole rendered grid (uint8 [737280, 64, 64])."""
+    if not path.is_file():
+        return False
+    try:
+        existing = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError):
+        return False
+    return existing.shape == (OFFICIAL_SPACE.num_combinations, 64, 64) and existing.dtype == np.uint8
+
+
+def write_procedural(explicit_data_dir=None, *, progress: bool = True, chunk_size: int = 4096) -> Path:
+    """Render the whole official grid into ``procedural/dsprites_procedural_v<version>.npy``.
+
+    Nothing is rendered when a complete file is already there; a file of another shape is
+    replaced. The file is written under a temporary name and renamed when complete, so an
+    interrupted run leaves nothing that looks finished.
+    """
+    from tqdm import tqdm
+
+    from ..io import atomic_path
+
+    dsprites_render = _renderer()
+    path = procedural_cache_path(explicit_data_dir)
+    if _procedural_cache_ok(path):
+        return path
+    if path.is_file():
+        os.remove(path)  # not ours, or from another layout: render again
+    total = OFFICIAL_SPACE.num_combinations
+    with atomic_path(path, suffix=".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total, 64, 64))
+        with tqdm(total=total, unit="img", unit_scale=True, desc="rendering dSprites", disable=not progress) as bar:
+            for start, images in dsprites_render.render_grid_chunks(chunk_size=chunk_size):
+                out[start : start + len(images)] = images
+                bar.update(len(images))
+        out.flush()
+        del out
+    return path
+
+
+# ---------------------------------------------------------------------------------------
 # The data sets
 
 
-class DSprites(GroundTruthData):
-    """Binary dSprites, 1x64x64; latent factors shape, scale, orientation, posX, posY."""
+class DSpritesFamily(GroundTruthData):
+    """The dSprites family (abstract): binary sprites from the official file or the renderer.
 
-    name = "dsprites_full"
-    latent_names = ("shape", "scale", "orientation", "posX", "posY")
-    channels = 1
+    A final member sets :attr:`name`, :attr:`latent_names`, :attr:`channels` and
+    :attr:`observations_deterministic` and says how an observation is drawn from the sprite
+    (:meth:`_render`).
+    """
+
+    latent_names: ClassVar[tuple[str, ...]]
+    channels: ClassVar[int]
 
     def __init__(self, source: str = "official", data_dir: str | os.PathLike | None = None, strict: bool = True):
         if source not in SOURCES:
@@ -269,7 +318,6 @@ class DSprites(GroundTruthData):
         return {"name": self.name, **self._images.describe()}
 
     def readiness(self) -> tuple[bool, str]:
-        """Whether observations can be drawn now, and why (or why not)."""
         if self.source == "procedural":
             cache = procedural_cache_path(self._images.data_dir_option)
             if cache.is_file():
@@ -283,32 +331,72 @@ class DSprites(GroundTruthData):
                 f"or use --source procedural"
             )
 
+    def prepare(self, *, progress: bool = True) -> Prepared:
+        """Official: read and check the file. Procedural: render the whole grid once."""
+        images = self._images
+        if self.source == "procedural":
+            path = procedural_cache_path(images.data_dir_option)
+            built = not _procedural_cache_ok(path)
+            write_procedural(images.data_dir_option, progress=progress)
+            self._images = _Images(self.source, images.data_dir_option, images.strict)  # read the new file
+            version = _renderer().RENDERER_VERSION
+            return Prepared(path, built, f"{self.name}: procedural dSprites (renderer v{version}) at {path}")
+        images._load()
+        message = f"{self.name}: official file {images._path} checked ({images._space.num_combinations} images)"
+        return Prepared(images._path, False, message)
+
     def _sprites(self, full: np.ndarray) -> np.ndarray:
         return self._images.gather(full)
 
-    def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
+    def _binary(self, full: np.ndarray) -> np.ndarray:
         return self._sprites(full)[:, None].astype(np.float32)
 
-    def image_table(self):
-        if type(self)._render is not DSprites._render:  # colour, noise or a painting drawn per image
-            return None
+    def _binary_table(self):
+        """The sprites as an image table (see :meth:`GroundTruthData.image_table`), for the
+        members whose observation is the sprite itself; None when rendered on the fly."""
         self._images._load()
         imgs = self._images._imgs
         return None if imgs is None else (imgs, 1.0)
 
 
-class DSpritesNoShape(DSprites):
+class DSprites(DSpritesFamily):
+    """Binary dSprites, 1x64x64; latent factors shape, scale, orientation, posX, posY."""
+
+    name = "dsprites_full"
+    latent_names = ("shape", "scale", "orientation", "posX", "posY")
+    channels = 1
+    # the one nuisance factor, colour, has a single value: numpy draws nothing for it
+    observations_deterministic = True
+
+    def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
+        return self._binary(full)
+
+    def image_table(self):
+        return self._binary_table()
+
+
+class DSpritesNoShape(DSpritesFamily):
     """dSprites with the shape as a nuisance factor, drawn anew for every observation."""
 
     name = "dsprites_noshape"
     latent_names = ("scale", "orientation", "posX", "posY")
+    channels = 1
+    observations_deterministic = False  # the shape is drawn from rng
+
+    def _render(self, full: np.ndarray, *, rng: Rng) -> np.ndarray:
+        return self._binary(full)
+
+    def image_table(self):
+        return self._binary_table()
 
 
-class ColorDSprites(DSprites):
+class ColorDSprites(DSpritesFamily):
     """The sprite coloured by one RGB colour per image, each channel ~ U(0.5, 1); black background."""
 
     name = "color_dsprites"
+    latent_names = DSprites.latent_names
     channels = 3
+    observations_deterministic = False  # the colour is drawn from rng
 
     def _render(self, full, *, rng):
         sprites = self._sprites(full).astype(np.float32)[:, None]
@@ -317,11 +405,13 @@ class ColorDSprites(DSprites):
         return sprites * color
 
 
-class NoisyDSprites(DSprites):
+class NoisyDSprites(DSpritesFamily):
     """A white sprite on a background of uniform noise, U(0, 1) per pixel and channel."""
 
     name = "noisy_dsprites"
+    latent_names = DSprites.latent_names
     channels = 3
+    observations_deterministic = False  # the background is drawn from rng
 
     def _render(self, full, *, rng):
         sprites = self._sprites(full).astype(np.float32)[:, None]
@@ -329,7 +419,7 @@ class NoisyDSprites(DSprites):
         return np.minimum(sprites + noise, 1.0)
 
 
-class ScreamDSprites(DSprites):
+class ScreamDSprites(DSpritesFamily):
     """The sprite drawn by inverting a random 64x64 patch of Munch's "The Scream".
 
     Per image (disentanglement_lib's order): a crop row ``randint(0, H - 64)``, a crop
@@ -340,7 +430,9 @@ class ScreamDSprites(DSprites):
     """
 
     name = "scream_dsprites"
+    latent_names = DSprites.latent_names
     channels = 3
+    observations_deterministic = False  # the crop and its colour are drawn from rng
 
     def __init__(self, source="official", data_dir=None, strict=True, scream_image: str | os.PathLike | None = None):
         super().__init__(source, data_dir, strict)
@@ -357,6 +449,12 @@ class ScreamDSprites(DSprites):
     def describe(self):
         self.scream()
         return {**super().describe(), "scream_image": str(self._scream_path)}
+
+    def prepare(self, *, progress: bool = True) -> Prepared:
+        """As the family prepares, and the painting is read and checked too."""
+        done = super().prepare(progress=progress)
+        self.scream()
+        return Prepared(done.path, done.built, f"{done.message}; painting {self._scream_path}")
 
     def _render(self, full, *, rng):
         sprites = self._sprites(full).astype(bool)

@@ -15,7 +15,8 @@ in the official row-major order over ``(shape, scale, orientation, posX, posY)``
 
 Geometry (see the project's dataset notes, ``shared/reference/datasets.md`` section 3.1,
 and ``tools/fit_dsprites_shapes.py``, which derives every constant below from the 320
-labelled real frames of the official ``dsprites.gif``). Coordinates are pixels, origin at the top-left corner of the
+labelled real frames of the official ``dsprites.gif``, shipped with the tests in
+``tests/data/files/dsprites_frames/``). Coordinates are pixels, origin at the top-left corner of the
 canvas, ``y`` pointing down:
 
 * pixel (row ``i``, column ``j``) is 1 iff its centre ``(j + 0.5, i + 0.5)`` lies

@@ -17,6 +17,7 @@ class DummyData(GroundTruthData):
     space = FactorSpace(tuple(f"factor{i}" for i in range(10)), (5,) * 10)
     latent = tuple(range(10))
     observation_shape = (1, 64, 64)
+    observations_deterministic = False  # every observation is fresh noise
 
     def describe(self) -> dict:
         return {"name": self.name, "source": "synthetic"}

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng
+from .base import FactorSpace, GroundTruthData, Prepared, Rng
 from .paths import DataFileError, find_file, missing_file_message
 
 FACTOR_NAMES = (
@@ -127,11 +127,15 @@ def infer_sizes(num_images: int) -> tuple[int, ...] | None:
 
 
 class MPI3D(GroundTruthData):
-    """MPI3D, 3x64x64; seven latent factors (sizes inferred from the file or given)."""
+    """MPI3D, 3x64x64; seven latent factors (sizes inferred from the file or given).
 
-    name = "mpi3d_toy"
+    The family (abstract): one final class per published variant sets :attr:`name`, which
+    names the file.
+    """
+
     latent = tuple(range(7))
     observation_shape = (3, 64, 64)
+    observations_deterministic = True  # one stored image per combination, no nuisance factor
 
     def __init__(
         self,
@@ -201,10 +205,15 @@ class MPI3D(GroundTruthData):
         self._space = self._check(path, npz_member_info(path, "images"))
         self._images, self._path = open_npz_member(path, "images"), path
 
-    def prepare(self) -> tuple[Path, bool]:
-        """Locate and check the file (header only); ``(path, memory-mapped)``."""
+    def prepare(self, *, progress: bool = True) -> Prepared:
+        """Locate and check the file (header only) and map it; nothing is written."""
         self._load()
-        return self._path, isinstance(self._images, np.memmap)
+        how = "memory-mapped" if isinstance(self._images, np.memmap) else "compressed member: loaded into memory when used"
+        message = (
+            f"{self.name}: official file {self._path} checked ({self.space.num_combinations} images, "
+            f"factor sizes {list(self.space.sizes)}, {how})"
+        )
+        return Prepared(self._path, False, message)
 
     def readiness(self) -> tuple[bool, str]:
         path = find_file([self.relative_path], self.data_dir_option)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import DisentangledError
+
 ENV_DATA = "DISENTANGLED_DATA"
 ENV_DLIB = "DISENTANGLEMENT_LIB_DATA"
 
@@ -59,7 +61,7 @@ def expected_paths(relative_candidates: list[str], explicit: str | os.PathLike |
     return [root / rel for root in search_dirs(explicit) for rel in relative_candidates]
 
 
-class DataFileError(FileNotFoundError):
+class DataFileError(DisentangledError, FileNotFoundError):
     """A data file is missing or not what it should be; the message says how to fix it."""
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import shapes3d_render
-from .base import FactorSpace, GroundTruthData, Rng, as_unit_float, gather_rows
+from .base import FactorSpace, GroundTruthData, Prepared, Rng, as_unit_float, gather_rows
 from .mpi3d import npz_member_info, open_npz_member
 from .paths import DataFileError, data_dir, find_file, missing_file_message
 from .smallnorb import fingerprint
@@ -310,6 +310,8 @@ class Shapes3D(GroundTruthData):
     name = NAME
     latent = tuple(range(6))
     observation_shape = (3, 64, 64)
+    # one image per combination (stored or rendered without randomness), no nuisance factor
+    observations_deterministic = True
 
     def __init__(self, source: str = "official", data_dir: str | os.PathLike | None = None, strict: bool = True):
         if source not in SOURCES:
@@ -319,6 +321,7 @@ class Shapes3D(GroundTruthData):
         self.strict = bool(strict)
         self._store: ImageStore | None = None
         self._space: FactorSpace | None = None
+        self._read_from: Path | None = None  # the file the images come from (None: rendered on the fly)
         self._loaded = False
 
     @property
@@ -349,12 +352,14 @@ class Shapes3D(GroundTruthData):
                         f"delete it and run `disentangled data prepare {NAME} --source procedural`"
                     )
                 self._store, self._space = read_official(path, strict=True)
+                self._read_from = path
             else:
-                self._store, self._space = None, OFFICIAL_SPACE
+                self._store, self._space, self._read_from = None, OFFICIAL_SPACE, None
             self._loaded = True
             return
         path = self.official_path()
         store, space = read_official(path, strict=self.strict)
+        read_from = path
         if store.array is None:
             cache = self.cache_path(path)
             if cache.is_file():
@@ -363,25 +368,29 @@ class Shapes3D(GroundTruthData):
                 except (ValueError, OSError):
                     array = None
                 if array is not None and array.shape == (space.num_combinations,) + IMAGE_SHAPE and array.dtype == np.uint8:
-                    store = ImageStore(path, array=array)
-        self._store, self._space, self._loaded = store, space, True
+                    store, read_from = ImageStore(path, array=array), cache
+        self._store, self._space, self._read_from, self._loaded = store, space, read_from, True
 
-    def prepare(self, *, progress: bool = True) -> str:
-        """Make the data fast to read; return a sentence saying what is where."""
+    def prepare(self, *, progress: bool = True) -> Prepared:
+        """Make the data fast to read: render the procedural grid into one file, or unpack a
+        compressed official h5 into a memory-mappable copy; an official file that can be
+        memory-mapped is only checked."""
         if self.source == "procedural":
-            path = write_procedural(self.data_dir_option, progress=progress)
+            path = procedural_path(self.data_dir_option)
+            built = not (path.is_file() and _procedural_file_ok(path))
+            write_procedural(self.data_dir_option, progress=progress)
             self._loaded = False
             self._load()
-            return (
-                f"{NAME}: procedural look-alike ({shapes3d_render.GENERATOR} v{shapes3d_render.RENDERER_VERSION}) at {path}"
-            )
+            generator = f"{shapes3d_render.GENERATOR} v{shapes3d_render.RENDERER_VERSION}"
+            return Prepared(path, built, f"{NAME}: procedural look-alike ({generator}) at {path}")
         self._load()
-        path = self._store.path
+        path, n = self._store.path, self._space.num_combinations
         if self._store.array is None:
             cache = self.cache_path(path)
             self._store = ImageStore(path, array=convert_to_npy(self._store, cache, progress=progress))
-            return f"{NAME}: official file {path} checked ({self._space.num_combinations} images), unpacked to {cache} for fast reads"
-        return f"{NAME}: official file {path} checked ({self._space.num_combinations} images, {self._store.how})"
+            self._read_from = cache
+            return Prepared(cache, True, f"{NAME}: official file {path} checked ({n} images), unpacked to {cache} for fast reads")
+        return Prepared(self._read_from, False, f"{NAME}: official file {path} checked ({n} images, {self._store.how})")
 
     def readiness(self) -> tuple[bool, str]:
         if self.source == "procedural":

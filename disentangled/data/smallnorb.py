@@ -40,7 +40,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .base import FactorSpace, GroundTruthData, Rng
+from .base import FactorSpace, GroundTruthData, Prepared, Rng
 from .paths import DataFileError, data_dir, find_file, missing_file_message
 
 NAME = "smallnorb"
@@ -365,6 +365,12 @@ def cached_grid(path: Path, build: Callable[[], tuple[np.ndarray, FactorSpace]])
     return images, space.sizes, True
 
 
+def prepared_resize(name: str, num_images: int, cache: Path, built: bool) -> Prepared:
+    """What preparing a data set resized once into ``cache`` did (SmallNORB, Cars3D)."""
+    done = "resized and cached at" if built else "resized cache already at"
+    return Prepared(cache, built, f"{name}: official files checked ({num_images} images), {done} {cache}")
+
+
 # ---------------------------------------------------------------------------------------
 # The data set
 
@@ -375,6 +381,7 @@ class SmallNORB(GroundTruthData):
     name = NAME
     latent = LATENT
     observation_shape = (1, SIZE, SIZE)
+    observations_deterministic = False  # the instance is a nuisance factor, drawn from rng
 
     def __init__(self, data_dir: str | os.PathLike | None = None, strict: bool = True):
         self.data_dir_option = data_dir
@@ -415,10 +422,10 @@ class SmallNORB(GroundTruthData):
         paths = [files[s][k] for s in SPLITS for k in KINDS]
         return data_dir(self.data_dir_option) / "cache" / f"{NAME}_{fingerprint(paths, RESIZE_METHOD)}.npz"
 
-    def prepare(self, *, progress: bool = True) -> tuple[Path, bool]:
-        """Check the files and build the resize cache if needed; ``(cache path, built now)``."""
+    def prepare(self, *, progress: bool = True) -> Prepared:
+        """Check the files and build the resize cache if it is not there yet."""
         built = self._load(progress=progress)
-        return self._cache, built
+        return prepared_resize(self.name, self.space.num_combinations, self._cache, built)
 
     def _load(self, *, progress: bool = False) -> bool:
         if self._images is not None:

@@ -13,6 +13,7 @@ fixes and the tolerances.
 
 from __future__ import annotations
 
+from ..registry import Registry
 from .base import Metric, namespaced, settings_of
 from .beta_vae import BetaVAE, beta_vae_score
 from .dci import DCI, completeness, dci, disentanglement, importance_matrix
@@ -26,7 +27,8 @@ from .sap import SAP, sap, sap_matrix
 from .unsupervised import Unsupervised, gaussian_total_correlation, gaussian_wasserstein_correlation, unsupervised_scores
 from .utils import discrete_entropy, discrete_mutual_info, histogram_discretize
 
-METRICS = {
+# a metric's settings are its dataclass fields
+METRICS = Registry("metric", {
     "beta_vae": BetaVAE,
     "factor_vae": FactorVAE,
     "mig": MIG,
@@ -37,7 +39,7 @@ METRICS = {
     "downstream_logistic_regression": DownstreamLogisticRegression,
     "downstream_boosted_trees": DownstreamBoostedTrees,
     "irs": IRS,
-}
+}, option="setting")
 
 # the study's nine metric configurations (unsupervised_study_v1), in the reference's order
 STUDY_METRICS = (
@@ -58,18 +60,7 @@ ARRAY_METRICS = ("mig", "dci", "sap", "modularity_explicitness", "unsupervised",
 
 def get(name: str, **settings):
     """The metric registered as ``name`` with ``settings`` overriding the study's defaults."""
-    import dataclasses
-
-    from ..data.base import close_matches
-
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}." + close_matches(name, list(METRICS)))
-    cls = METRICS[name]
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    for key in settings:
-        if key not in allowed:
-            raise ValueError(f"metric {name!r} has no setting {key!r}; its settings are {allowed}." + close_matches(key, allowed))
-    return cls(**settings)
+    return METRICS.build(name, **settings)
 
 
 __all__ = [

@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Protocol, runtime_checkable
 
-import numpy as np
-
 from ..data.base import Rng
+from ..errors import check_float, check_int
 
 
 @runtime_checkable
@@ -39,14 +38,11 @@ def settings_of(metric) -> dict:
 
 
 def check_positive(metric: str, **values) -> None:
+    """Each setting an integer >= 1: ``mig: num_bins must be >= 1, got 0``."""
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{metric}: {key} must be a positive integer, got {value!r}")
+        check_int(f"{metric}: {key}", value, low=1)
 
 
 def check_fraction(metric: str, key: str, value, *, low_open: bool = True) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    if ok:
-        ok = (0 < value <= 1) if low_open else (0 <= value <= 1)
-    if not ok:
-        raise ValueError(f"{metric}: {key} must be in {'(0, 1]' if low_open else '[0, 1]'}, got {value!r}")
+    """A setting in (0, 1] (or [0, 1] with ``low_open=False``)."""
+    check_float(f"{metric}: {key}", value, low=0, high=1, low_open=low_open)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ..errors import ParameterError, check_int
+
 FEATURE_THRESHOLD = np.float32(1e-7)  # scikit-learn: values closer than this are not split apart
 EPSILON = np.finfo(np.float64).eps  # nodes with impurity <= EPSILON become leaves
 PROBA_EPS = np.finfo(np.float64).eps  # the prior's probabilities are clipped to [eps, 1 - eps]
@@ -62,9 +64,8 @@ def fit_gbt(
     n, d = x.shape
     k = classes.size
     if k < 2:
-        raise ValueError(f"boosted trees need at least 2 classes, got {k}")
-    if not 1 <= max_depth <= 7:
-        raise ValueError(f"max_depth must be between 1 and 7, got {max_depth}")
+        raise ParameterError(f"boosted trees need at least 2 classes, got {k}")
+    check_int("max_depth", max_depth, low=1, high=7)
     # test points as float64 [D, N]: float32 values compared with float64 thresholds, as scikit-learn does
     xt = None if x_test is None else np.ascontiguousarray(np.asarray(x_test, dtype=np.float32).T, dtype=np.float64)
 

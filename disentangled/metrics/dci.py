@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ParameterError, check_choice
 from .base import check_positive, namespaced
 from .predictors import BACKENDS, fit_factors
 from .sampling import resolve_cache, sample_codes
@@ -76,7 +77,7 @@ def importance_matrix(
         codes_test, factors_test = codes_train, factors_train
     codes_test, factors_test = check_pair(codes_test, factors_test, "dci", min_points=1, suffix="_test")
     if codes_test.shape[1] != codes_train.shape[1] or factors_test.shape[1] != factors_train.shape[1]:
-        raise ValueError("dci: training and test arrays must have the same number of codes and factors")
+        raise ParameterError("dci: training and test arrays must have the same number of codes and factors")
     keep = require_informative(factors_train, "dci")
     fits = fit_factors(
         "gradient_boosting",
@@ -127,8 +128,7 @@ class DCI:
 
     def __post_init__(self):
         check_positive(self.name, num_train=self.num_train, num_test=self.num_test, batch_size=self.batch_size)
-        if self.backend not in BACKENDS:
-            raise ValueError(f"dci: backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        check_choice("dci: backend", self.backend, BACKENDS)
 
     def score(self, codes, factors, codes_test=None, factors_test=None, *, rng=None) -> dict[str, float]:
         values = dci(codes, factors, codes_test, factors_test, backend=self.backend, n_jobs=self.n_jobs, rng=rng)

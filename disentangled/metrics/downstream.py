@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ParameterError, check, check_choice, check_int
 from .base import check_positive, namespaced
 from .predictors import BACKENDS, fit_factors
 from .sampling import resolve_cache, sample_codes
@@ -35,7 +36,7 @@ def downstream_scores(
     codes_train, factors_train = check_pair(codes_train, factors_train, metric, min_points=1)
     codes_test, factors_test = check_pair(codes_test, factors_test, metric, min_points=1, suffix="_test")
     if predictor == "logistic_regression_cv" and codes_train.shape[0] < MIN_TRAIN_CV:
-        raise ValueError(
+        raise ParameterError(
             f"{metric}: 5-fold cross-validation needs at least {MIN_TRAIN_CV} training points, got {codes_train.shape[0]}"
         )
     fits = fit_factors(predictor, codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng)
@@ -58,11 +59,8 @@ def _check_sizes(metric) -> None:
     num_train = metric.num_train
     if isinstance(num_train, (list, tuple)):
         object.__setattr__(metric, "num_train", tuple(num_train))
-    if not isinstance(num_train, (list, tuple)) or not num_train:
-        raise ValueError(
-            f"{metric.name}: num_train must be a non-empty list of training sizes such as [10, 100, 1000], "
-            f"got {num_train!r}"
-        )
+    check(f"{metric.name}: num_train", num_train, lambda v: isinstance(v, (list, tuple)) and len(v) > 0,
+          "a non-empty list of training sizes such as [10, 100, 1000]")
     for n in num_train:
         check_positive(metric.name, num_train=n)
 
@@ -82,8 +80,7 @@ class DownstreamLogisticRegression:
         _check_sizes(self)
         check_positive(self.name, num_test=self.num_test, batch_size=self.batch_size)
         for n in self.num_train:
-            if n < MIN_TRAIN_CV:
-                raise ValueError(f"{self.name}: every training size must be at least {MIN_TRAIN_CV} (5-fold CV), got {n}")
+            check_int(f"{self.name}: each size in num_train", n, low=MIN_TRAIN_CV, why="5-fold cross-validation")
 
     def score(self, codes, factors, codes_test=None, factors_test=None) -> dict[str, float]:
         if codes_test is None:
@@ -114,8 +111,7 @@ class DownstreamBoostedTrees:
     def __post_init__(self):
         _check_sizes(self)
         check_positive(self.name, num_test=self.num_test, batch_size=self.batch_size)
-        if self.backend not in BACKENDS:
-            raise ValueError(f"{self.name}: backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        check_choice(f"{self.name}: backend", self.backend, BACKENDS)
 
     def score(self, codes, factors, codes_test=None, factors_test=None) -> dict[str, float]:
         if codes_test is None:

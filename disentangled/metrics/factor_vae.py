@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import check_choice, check_float, check_int
 from .base import check_positive, namespaced
 from .sampling import Encoder, resolve_cache
 from .utils import as_codes, randint
@@ -81,12 +82,10 @@ class FactorVAE:
             num_eval=self.num_eval,
             num_variance_estimate=self.num_variance_estimate,
         )
-        if self.batch_size < 2 or self.num_variance_estimate < 2:
-            raise ValueError(f"{self.name}: batch_size and num_variance_estimate must be at least 2 (variances)")
-        if not isinstance(self.prune_threshold, (int, float)) or isinstance(self.prune_threshold, bool) or self.prune_threshold < 0:
-            raise ValueError(f"{self.name}: prune_threshold must be a non-negative number, got {self.prune_threshold!r}")
-        if self.active_dims not in ACTIVE_DIMS:
-            raise ValueError(f"{self.name}: active_dims must be one of {list(ACTIVE_DIMS)}, got {self.active_dims!r}")
+        for key in ("batch_size", "num_variance_estimate"):
+            check_int(f"{self.name}: {key}", getattr(self, key), low=2, why="a variance needs two points")
+        check_float(f"{self.name}: prune_threshold", self.prune_threshold, low=0)
+        check_choice(f"{self.name}: active_dims", self.active_dims, ACTIVE_DIMS)
 
     def evaluate(self, data, representation, *, rng, cache=None) -> dict[str, float]:
         cache = resolve_cache(data, representation, cache)

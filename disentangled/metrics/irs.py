@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import check_choice
 from .base import check_fraction, check_positive, namespaced
 from .sampling import sample_codes
 from .utils import check_pair, histogram_discretize
@@ -77,8 +78,7 @@ class IRS:
     def __post_init__(self):
         check_positive(self.name, num_train=self.num_train, batch_size=self.batch_size, num_bins=self.num_bins)
         check_fraction(self.name, "diff_quantile", self.diff_quantile)
-        if self.active_dims not in ACTIVE_DIMS:
-            raise ValueError(f"irs: active_dims must be one of {list(ACTIVE_DIMS)}, got {self.active_dims!r}")
+        check_choice("irs: active_dims", self.active_dims, ACTIVE_DIMS)
 
     def score(self, codes, factors, codes_test=None, factors_test=None) -> dict[str, float]:
         values = irs(codes, factors, num_bins=self.num_bins, diff_quantile=self.diff_quantile, active_dims=self.active_dims)

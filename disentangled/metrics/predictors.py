@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import check_choice
+
 PREDICTORS = ("gradient_boosting", "logistic_regression_cv")
 BACKENDS = ("fast", "sklearn")
 
@@ -84,10 +86,8 @@ def fit_factors(
     ``rng`` seeds the boosted trees' tie-breaking (one seed drawn per factor; default: fixed
     seeds), so results are deterministic given it.
     """
-    if predictor not in PREDICTORS:
-        raise ValueError(f"predictor must be one of {list(PREDICTORS)}, got {predictor!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    check_choice("predictor", predictor, PREDICTORS)
+    check_choice("backend", backend, BACKENDS)
     k = y_train.shape[1]
     if n_jobs is None:
         classes = sum(len(np.unique(y_train[:, j])) for j in range(k))

@@ -8,13 +8,14 @@ which draws the nuisance factors and any per-image noise). Given a
 Encoding is where the time goes (the BetaVAE score alone looks at 1.92 million images).
 :class:`Encoder` makes it cheap without changing any value:
 
-* When the observations are a function of the latent factors (the data set renders no noise
-  and has no nuisance factor with more than one value) and the representation is
-  deterministic (the ``mean`` representation), each distinct factor combination is
-  rendered and encoded once, in large batches, and later requests are served from a table
-  indexed by the combination's flat index (``data.latent_space.index``). Rendering such a
-  data set draws nothing from the rng (a nuisance factor with one value draws nothing), so
-  skipping it leaves the stream of factors unchanged.
+* When the data set declares that an observation is a pure function of the latent factors
+  (``data.observations_deterministic``: no noise, no nuisance factor with more than one
+  value) and the representation is deterministic (the ``mean`` representation), each
+  distinct factor combination is rendered and encoded once, in large batches, and later
+  requests are served from a table indexed by the combination's flat index
+  (``data.latent_space.index``). Rendering such a data set draws nothing from the rng (a
+  nuisance factor with one value draws nothing), so skipping it leaves the stream of
+  factors unchanged: the metrics see the same samples with or without the cache.
 * Otherwise observations are rendered batch by batch in the reference's order and encoded
   in large batches.
 
@@ -32,8 +33,6 @@ from ..data.base import Rng, check_rng
 
 Representation = Callable[[np.ndarray], np.ndarray]
 
-# data sets whose images depend on the latent factors only (no noise, no random nuisance)
-DETERMINISTIC_DATASETS = ("dsprites_full",)
 DENSE_TABLE_LIMIT = 64_000_000  # entries (combinations x code size) of a dense code table
 
 
@@ -47,23 +46,6 @@ def is_deterministic_representation(representation) -> bool:
     if flag is not None:
         return bool(flag)
     return getattr(representation, "kind", None) == "mean"
-
-
-def is_deterministic_data(data) -> bool:
-    """Whether ``data``'s observations are a function of its latent factors.
-
-    Read from its ``deterministic`` attribute if it has one; otherwise true for the data sets
-    known to render without noise, when no nuisance factor has more than one value.
-    """
-    flag = getattr(data, "deterministic", None)
-    if flag is None:
-        flag = getattr(data, "name", None) in DETERMINISTIC_DATASETS
-    if not flag:
-        return False
-    space = getattr(data, "space", None)
-    if space is None:
-        return True
-    return all(space.sizes[k] == 1 for k in getattr(data, "nuisance", ()))
 
 
 def to_numpy_codes(codes) -> np.ndarray:
@@ -127,12 +109,13 @@ class EncodingCache:
 def resolve_cache(data, representation, cache: "EncodingCache | bool | None" = None) -> "EncodingCache | bool":
     """The cache a metric should use: the given one, a new one, or False (no caching).
 
-    ``None`` means: cache when the data set and the representation are both deterministic.
+    ``None`` means: cache when the data set declares ``observations_deterministic`` and the
+    representation is deterministic.
     """
     if isinstance(cache, EncodingCache):
         return cache
     if cache is None:
-        cache = is_deterministic_data(data) and is_deterministic_representation(representation)
+        cache = data.observations_deterministic and is_deterministic_representation(representation)
     if not cache:
         return False
     if data.latent_space.num_combinations > DENSE_TABLE_LIMIT:
@@ -172,8 +155,8 @@ class Encoder:
     def add(self, factors: np.ndarray, rng: Rng) -> None:
         self.num_requested += int(len(factors))
         if self.cache is not None:
-            # rendering would draw nothing: the data set is deterministic and its nuisance
-            # factors have one value each (numpy draws nothing for a range of one value)
+            # rendering would draw nothing from rng (observations_deterministic), so skipping
+            # it here leaves the stream of factors exactly as it would have been
             self._keys.append(factors)
             return
         obs = self.data.observations_from_factors(factors, rng=rng)

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..data.base import check_rng
+from ..errors import ParameterError
 from .base import check_positive, namespaced
 from .sampling import resolve_cache, sample_codes
 from .utils import check_pair, require_informative, seed_from, top_two_gap
@@ -37,7 +38,7 @@ def sap_matrix(codes, factors, codes_test=None, factors_test=None, *, continuous
         codes_test, factors_test = codes, factors
     codes_test, factors_test = check_pair(codes_test, factors_test, "sap", min_points=1, suffix="_test")
     if codes_test.shape[1] != codes.shape[1] or factors_test.shape[1] != factors.shape[1]:
-        raise ValueError("sap: training and test arrays must have the same number of codes and factors")
+        raise ParameterError("sap: training and test arrays must have the same number of codes and factors")
     rng = np.random.default_rng(0) if rng is None else check_rng(rng)
     d, k = codes.shape[1], factors.shape[1]
     seeds = [[seed_from(rng) for _ in range(k)] for _ in range(d)]

@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ParameterError
 from .base import check_positive, namespaced
 from .sampling import sample_codes
 from .utils import as_codes, discrete_mutual_info, histogram_discretize
@@ -59,7 +60,7 @@ def gaussian_wasserstein_correlation(cov) -> float:
 def unsupervised_scores(codes, *, num_bins: int = 20) -> dict:
     codes = as_codes(codes, "unsupervised")
     if codes.shape[0] < 2:
-        raise ValueError(f"unsupervised: needs at least 2 points for a covariance, got {codes.shape[0]}")
+        raise ParameterError(f"unsupervised: needs at least 2 points for a covariance, got {codes.shape[0]}")
     d = codes.shape[1]
     cov = np.cov(codes, rowvar=False, ddof=1).reshape(d, d)
     wasserstein = gaussian_wasserstein_correlation(cov)

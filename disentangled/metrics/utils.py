@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.base import Rng, check_rng, randint  # noqa: F401  (re-exported for the metric modules)
+from ..errors import ParameterError, check_int
 
 
 # ---------------------------------------------------------------------------------------
@@ -20,7 +21,7 @@ from ..data.base import Rng, check_rng, randint  # noqa: F401  (re-exported for 
 
 
 def as_codes(codes, metric: str, *, name: str = "codes") -> np.ndarray:
-    """``codes`` as a float array ``[N, D]``, or a ValueError naming ``metric``.
+    """``codes`` as a float array ``[N, D]``, or a ParameterError naming ``metric``.
 
     Floating arrays keep their dtype (float32 codes discretise exactly as the reference's
     float32 codes do); anything else becomes float64. NaN or infinite values are rejected
@@ -28,46 +29,46 @@ def as_codes(codes, metric: str, *, name: str = "codes") -> np.ndarray:
     """
     arr = np.asarray(codes)
     if arr.ndim != 2:
-        raise ValueError(f"{metric}: {name} must be a 2-D array [num_points, num_codes], got shape {tuple(arr.shape)}")
+        raise ParameterError(f"{metric}: {name} must be a 2-D array [num_points, num_codes], got shape {tuple(arr.shape)}")
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{metric}: {name} must be real numbers, got dtype {arr.dtype}")
+        raise ParameterError(f"{metric}: {name} must be real numbers, got dtype {arr.dtype}")
     if not np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.float16:
         arr = arr.astype(np.float64)
     bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
     if bad:
-        raise ValueError(
+        raise ParameterError(
             f"{metric}: {name} contain {bad} NaN or infinite value{'s' if bad != 1 else ''} "
             f"(of {arr.size}); a representation must give finite codes"
         )
     if arr.shape[1] < 1:
-        raise ValueError(f"{metric}: {name} must have at least one code dimension, got shape {tuple(arr.shape)}")
+        raise ParameterError(f"{metric}: {name} must have at least one code dimension, got shape {tuple(arr.shape)}")
     return arr
 
 
 def as_factors(factors, metric: str, num_points: int | None = None, *, name: str = "factors") -> np.ndarray:
-    """``factors`` as int64 ``[N, K]`` class labels, or a ValueError naming ``metric``."""
+    """``factors`` as int64 ``[N, K]`` class labels, or a ParameterError naming ``metric``."""
     arr = np.asarray(factors)
     if arr.ndim != 2:
-        raise ValueError(f"{metric}: {name} must be a 2-D array [num_points, num_factors], got shape {tuple(arr.shape)}")
+        raise ParameterError(f"{metric}: {name} must be a 2-D array [num_points, num_factors], got shape {tuple(arr.shape)}")
     if arr.shape[1] < 1:
-        raise ValueError(f"{metric}: {name} must have at least one factor, got shape {tuple(arr.shape)}")
+        raise ParameterError(f"{metric}: {name} must have at least one factor, got shape {tuple(arr.shape)}")
     if not np.issubdtype(arr.dtype, np.integer):
         if arr.dtype == np.bool_:
             arr = arr.astype(np.int64)
         elif not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"{metric}: {name} must be integer class labels, got dtype {arr.dtype}")
+            raise ParameterError(f"{metric}: {name} must be integer class labels, got dtype {arr.dtype}")
         else:
             finite = np.isfinite(arr)
             if not finite.all():
                 bad = int(arr.size - np.count_nonzero(finite))
-                raise ValueError(f"{metric}: {name} contain {bad} NaN or infinite value{'s' if bad != 1 else ''} (of {arr.size})")
+                raise ParameterError(f"{metric}: {name} contain {bad} NaN or infinite value{'s' if bad != 1 else ''} (of {arr.size})")
             if not np.all(arr == np.round(arr)):
-                raise ValueError(
+                raise ParameterError(
                     f"{metric}: {name} must be integer class labels (discrete factors), got non-integer values"
                 )
     arr = arr.astype(np.int64, copy=False)
     if num_points is not None and arr.shape[0] != num_points:
-        raise ValueError(f"{metric}: {name} have {arr.shape[0]} points but the codes have {num_points}")
+        raise ParameterError(f"{metric}: {name} have {arr.shape[0]} points but the codes have {num_points}")
     return arr
 
 
@@ -76,7 +77,7 @@ def check_pair(codes, factors, metric: str, *, min_points: int = 2, suffix: str 
     codes = as_codes(codes, metric, name="codes" + suffix)
     factors = as_factors(factors, metric, codes.shape[0], name="factors" + suffix)
     if codes.shape[0] < min_points:
-        raise ValueError(f"{metric}: needs at least {min_points} points{suffix.replace('_', ' ')}, got {codes.shape[0]}")
+        raise ParameterError(f"{metric}: needs at least {min_points} points{suffix.replace('_', ' ')}, got {codes.shape[0]}")
     return codes, factors
 
 
@@ -96,7 +97,7 @@ def informative_factors(factors: np.ndarray) -> np.ndarray:
 def require_informative(factors: np.ndarray, metric: str) -> np.ndarray:
     keep = informative_factors(factors)
     if keep.size == 0:
-        raise ValueError(
+        raise ParameterError(
             f"{metric}: every factor takes a single value in the sample, so there is nothing to score"
         )
     return keep
@@ -119,8 +120,7 @@ def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
     the maximum falls in the last bin. A constant dimension lands in a single bin.
     Returns int64 ``[N, D]``.
     """
-    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
+    check_int("num_bins", num_bins, low=1)
     codes = np.asarray(codes)
     out = np.empty(codes.shape, dtype=np.int64)
     for j in range(codes.shape[1]):

@@ -6,9 +6,7 @@ configs and the tests iterate over them.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-
+from ..registry import Registry
 from .architectures import (
     ARCHITECTURES,
     ConvEncoder,
@@ -34,44 +32,25 @@ from .objectives import (
 )
 from .vae import VAE, build_model
 
-OBJECTIVES = {
+# an objective's hyperparameters are its dataclass fields
+OBJECTIVES = Registry("objective", {
     "beta_vae": BetaVAE,
     "annealed_vae": AnnealedVAE,
     "factor_vae": FactorVAE,
     "dip_vae_i": DIPVAEI,
     "dip_vae_ii": DIPVAEII,
     "beta_tc_vae": BetaTCVAE,
-}
-
-
-def _did_you_mean(word: str, options) -> str:
-    found = difflib.get_close_matches(str(word), list(options), n=3, cutoff=0.5)
-    return f" Did you mean {', '.join(repr(f) for f in found)}?" if found else ""
+}, option="hyperparameter")
 
 
 def objective_options(name: str) -> list[str]:
     """The hyperparameter names of the objective registered as ``name``."""
-    return [f.name for f in dataclasses.fields(_lookup(name))]
+    return OBJECTIVES.options(name)
 
 
 def get_objective(name: str, **hyperparameters) -> Objective:
     """The objective registered as ``name``; unset hyperparameters take the study's defaults."""
-    allowed = objective_options(name)
-    for key in hyperparameters:
-        if key not in allowed:
-            raise ValueError(
-                f"objective {name!r} has no hyperparameter {key!r}; its hyperparameters are {allowed}."
-                + _did_you_mean(key, allowed)
-            )
-    return OBJECTIVES[name](**hyperparameters)
-
-
-def _lookup(name: str):
-    if name not in OBJECTIVES:
-        raise ValueError(
-            f"unknown objective {name!r}; known objectives: {', '.join(OBJECTIVES)}." + _did_you_mean(name, OBJECTIVES)
-        )
-    return OBJECTIVES[name]
+    return OBJECTIVES.build(name, **hyperparameters)
 
 
 __all__ = [

@@ -36,12 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ParameterError, check, check_choice, check_int, message
+from ..registry import Registry
+
 INITS = ("tf1", "torch")
 
 
 def _check_init(init: str) -> str:
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    check_choice("init", init, INITS)
     return init
 
 
@@ -66,8 +68,7 @@ def initialize(module: nn.Module, init: str = "tf1") -> nn.Module:
 
 def _use_channels_last(module: nn.Module, channels_last: bool) -> bool:
     """Store the convolution kernels channels-last when asked (about 20-25% faster on CPU)."""
-    if not isinstance(channels_last, bool):
-        raise ValueError(f"channels_last must be True or False, got {channels_last!r}")
+    check("channels_last", channels_last, lambda v: isinstance(v, bool), "True or False")
     if channels_last:
         module.to(memory_format=torch.channels_last)
     return channels_last
@@ -76,14 +77,14 @@ def _use_channels_last(module: nn.Module, channels_last: bool) -> bool:
 def _observation_shape(observation_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in observation_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"observation_shape must be (channels, height, width), got {tuple(observation_shape)}")
+        raise ParameterError(message("observation_shape", "(channels, height, width)", tuple(observation_shape)))
     return shape  # type: ignore[return-value]
 
 
 def _require_64x64(observation_shape: Sequence[int], what: str) -> tuple[int, int, int]:
     shape = _observation_shape(observation_shape)
     if shape[1:] != (64, 64):
-        raise ValueError(
+        raise ParameterError(
             f"{what} needs 64x64 images, got observation_shape {shape}; use the 'fc' architecture otherwise"
         )
     return shape
@@ -107,8 +108,7 @@ class ConvEncoder(nn.Module):
         channels_last: bool = False,
     ):
         super().__init__()
-        if kernel_size_34 not in (2, 4):
-            raise ValueError(f"conv encoder: kernel_size_34 must be 2 or 4, got {kernel_size_34!r}")
+        check("conv encoder: kernel_size_34", kernel_size_34, lambda v: v in (2, 4), "2 or 4")
         pad_34 = (kernel_size_34 - 2) // 2  # TF "SAME" on an even input with stride 2
         self.in_channels = int(in_channels)
         self.num_latent = int(num_latent)
@@ -274,21 +274,37 @@ class Discriminator(nn.Module):
         return self.logits(h)
 
 
-ARCHITECTURES = {
-    "conv": (ConvEncoder, DeconvDecoder),
-    "fc": (FCEncoder, FCDecoder),
-}
-
-
 def _options_of(cls) -> list[str]:
     params = inspect.signature(cls.build).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
+def _pair_options(pair) -> list[str]:
+    """An architecture's options: the keyword-only ones of its encoder's and its decoder's ``build``."""
+    return list(dict.fromkeys(option for cls in pair for option in _options_of(cls)))
+
+
+def _build_pair(pair, observation_shape: Sequence[int], num_latent: int = 10, **options):
+    check_int("num_latent", num_latent, low=1)
+    encoder_cls, decoder_cls = pair
+    encoder = encoder_cls.build(observation_shape, num_latent, **_accepted(encoder_cls, options))
+    decoder = decoder_cls.build(observation_shape, num_latent, **_accepted(decoder_cls, options))
+    return encoder, decoder
+
+
+def _accepted(cls, options: dict) -> dict:
+    return {k: v for k, v in options.items() if k in _options_of(cls)}
+
+
+ARCHITECTURES = Registry("architecture", {
+    "conv": (ConvEncoder, DeconvDecoder),
+    "fc": (FCEncoder, FCDecoder),
+}, options=_pair_options, build=_build_pair)
+
+
 def architecture_options(name: str) -> list[str]:
     """The keyword options that ``build_architecture(name, ...)`` accepts."""
-    encoder_cls, decoder_cls = _lookup(name)
-    return list(dict.fromkeys(_options_of(encoder_cls) + _options_of(decoder_cls)))
+    return ARCHITECTURES.options(name)
 
 
 def build_architecture(
@@ -299,29 +315,4 @@ def build_architecture(
     ``options`` go to whichever of the two accepts them: ``init`` to both, ``kernel_size_34``
     to the conv encoder.
     """
-    import difflib
-
-    encoder_cls, decoder_cls = _lookup(name)
-    allowed = architecture_options(name)
-    for key in options:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"architecture {name!r} has no option {key!r}; its options are {allowed}.{hint}")
-    if int(num_latent) < 1:
-        raise ValueError(f"num_latent must be >= 1, got {num_latent!r}")
-    encoder_options = {k: v for k, v in options.items() if k in _options_of(encoder_cls)}
-    decoder_options = {k: v for k, v in options.items() if k in _options_of(decoder_cls)}
-    encoder = encoder_cls.build(observation_shape, num_latent, **encoder_options)
-    decoder = decoder_cls.build(observation_shape, num_latent, **decoder_options)
-    return encoder, decoder
-
-
-def _lookup(name: str):
-    import difflib
-
-    if name not in ARCHITECTURES:
-        close = difflib.get_close_matches(str(name), list(ARCHITECTURES), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown architecture {name!r}; known architectures: {', '.join(ARCHITECTURES)}.{hint}")
-    return ARCHITECTURES[name]
+    return ARCHITECTURES.build(name, observation_shape, num_latent, **options)

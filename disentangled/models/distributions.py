@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import ParameterError, message
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -80,7 +82,7 @@ def total_correlation(z: Tensor, mean: Tensor, logvar: Tensor, *, chunk_size: in
     batch = z.shape[-2]
     step = batch if chunk_size is None else int(chunk_size)
     if step <= 0:
-        raise ValueError(f"total_correlation: chunk_size must be > 0, got {chunk_size}")
+        raise ParameterError(message("total_correlation: chunk_size", "> 0", chunk_size))
     # Posterior parameters laid out [..., 1, D, B] (j last, so both logsumexps run over the
     # contiguous axis): log q(z_i,d | x_j) = const_j - 0.5 * (z_i * scale_j - shift_j)^2.
     scale_j = torch.exp(-0.5 * logvar).transpose(-1, -2).unsqueeze(-3)

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from ..errors import check_choice
 from .architectures import Discriminator, build_architecture
 from .distributions import gaussian_kl, sample_gaussian
 from .losses import RECONSTRUCTION_LOSSES
@@ -55,10 +56,7 @@ class VAE(nn.Module):
                 f"objective must be an Objective (e.g. disentangled.models.get_objective('beta_vae', beta=4)), "
                 f"got {type(objective).__name__}"
             )
-        if reconstruction not in RECONSTRUCTION_LOSSES:
-            raise ValueError(
-                f"reconstruction must be one of {sorted(RECONSTRUCTION_LOSSES)}, got {reconstruction!r}"
-            )
+        check_choice("reconstruction", reconstruction, sorted(RECONSTRUCTION_LOSSES))
         self.encoder = encoder
         self.decoder = decoder
         self.objective = objective

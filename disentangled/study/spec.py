@@ -26,7 +26,8 @@ from typing import Any, Mapping
 import yaml
 
 from ..config import ConfigError, RunConfig, from_dict, merge
-from ..data.base import close_matches
+from ..errors import ParameterError, UnknownNameError, close_matches
+from ..registry import Registry
 from .sweep import SpecError, expand, nest
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -34,8 +35,21 @@ SPEC_KEYS = ("name", "description", "base", "sweep", "evaluation")
 EVAL_KEYS = ("representations", "metrics", "seed_per_model")
 
 
+def _whole(path: Path) -> list[str]:
+    return []  # a preset is taken as written; a spec file of one's own changes it
+
+
+def _load_preset(path: Path) -> StudySpec:
+    return load_spec(path)
+
+
+# the presets are the YAML files shipped in PRESETS_DIR, listed once when the package loads
+PRESETS = Registry("study preset", {p.stem: p for p in sorted(PRESETS_DIR.glob("*.yaml"))},
+                   options=_whole, build=_load_preset)
+
+
 def presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    return list(PRESETS)
 
 
 @dataclass(frozen=True)
@@ -106,10 +120,10 @@ def load_spec(spec: str | Path) -> StudySpec:
     """A preset name or a YAML path -> validated StudySpec."""
     path = Path(spec)
     if not path.suffix and not path.exists():
-        if str(spec) not in presets():
-            raise SpecError(f"unknown study preset {str(spec)!r}; presets: {presets()}." + close_matches(str(spec), presets()) +
-                            " Or give the path of a YAML spec.")
-        path = PRESETS_DIR / f"{spec}.yaml"
+        try:
+            path = PRESETS[str(spec)]
+        except UnknownNameError as err:
+            raise SpecError(f"{err} Or give the path of a YAML spec.") from None
     if not path.is_file():
         raise SpecError(f"study spec {str(path)!r} does not exist; give a preset name ({', '.join(presets())}) or a YAML path")
     try:
@@ -161,16 +175,13 @@ def from_mapping(raw: Any, source: str = "spec") -> StudySpec:
 def _check_metrics(metrics, source):
     if not isinstance(metrics, Mapping):
         raise SpecError(f"{source}: evaluation.metrics must map metric names to settings")
-    try:
-        from ..metrics import METRICS
-    except ImportError:  # pragma: no cover - metrics package always present in a full install
-        return
-    import dataclasses
+    from ..metrics import METRICS
 
     for name, settings in metrics.items():
-        if name not in METRICS:
-            raise SpecError(f"{source}: evaluation.metrics: unknown metric {name!r}; known: {list(METRICS)}." + close_matches(str(name), list(METRICS)))
-        allowed = [f.name for f in dataclasses.fields(METRICS[name])]
-        for key in settings or {}:
-            if key not in allowed:
-                raise SpecError(f"{source}: evaluation.metrics.{name}: unknown setting {key!r}; known: {allowed}." + close_matches(str(key), allowed))
+        settings = settings or {}
+        if not isinstance(settings, Mapping):
+            raise SpecError(f"{source}: evaluation.metrics.{name} must map setting names to values, got {settings!r}")
+        try:  # building the metric checks its settings' names and values now, not after training
+            METRICS.build(name, **{str(key): value for key, value in settings.items()})
+        except ParameterError as err:
+            raise SpecError(f"{source}: evaluation.metrics: {err}") from None

@@ -19,12 +19,12 @@ from __future__ import annotations
 import itertools
 from typing import Any, Mapping
 
-from ..data.base import close_matches
+from ..errors import ParameterError, close_matches
 
 COMBINATORS = ("fixed", "sweep", "product", "zip", "chain")
 
 
-class SpecError(ValueError):
+class SpecError(ParameterError):
     """A study spec is malformed; the message gives the path inside the spec."""
 
 

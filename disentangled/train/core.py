@@ -6,6 +6,8 @@ how many models take each step together. Everything else is here:
 
 * :func:`build` (the data set and the freshly initialised model) and :func:`make_optimizers`
   (the VAE's and, for FactorVAE, the discriminator's update rule, ``train.optimizer``);
+* :func:`batch_source`: where each step's batch comes from (one batch per member, from the
+  member's own generator), and :func:`member_batch` to take one member's part of it;
 * :func:`update`: one update from a step's loss terms;
 * :class:`Member`: one run while it trains: its run directory, seeds, generators, step,
   clock, the weights and optimiser states it resumes from, and the bookkeeping of a step
@@ -35,6 +37,7 @@ from ..config import RunConfig
 from ..errors import DisentangledError
 from ..rundir import RunDir
 from . import checkpoint as ckpt
+from .batches import MemberBatches
 from .optim import make_optimizer
 
 
@@ -80,6 +83,23 @@ def make_optimizers(config: RunConfig, model, *, stacked: bool = False) -> dict[
         settings = config.build_objective().discriminator_optimizer
         opts["discriminator"] = make_optimizer(rule, model.discriminator_parameters(), settings, stacked=stacked)
     return opts
+
+
+def batch_source(configs: Sequence[RunConfig], data, device, *, table: bool | None = None):
+    """The batches of a step for the runs ``configs`` (one run, or an ensemble's members, in order).
+
+    Called with one generator per member, it returns the step's batch with the members
+    along the first axis of every tensor (a tensor, or a tuple or dict of tensors), which is
+    what the model's ``loss_terms`` takes; :func:`member_batch` gives a single model's part.
+    """
+    return MemberBatches(data, configs[0].train.batch_size, device, table=table)
+
+
+def member_batch(batch, i: int):
+    """Member ``i``'s part of a step's batch (the same structure, without the member axis)."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t[i], batch)
 
 
 def update(model, optimizers: dict[str, torch.optim.Optimizer], terms: dict, *, total: bool = False) -> None:
@@ -238,8 +258,9 @@ def evaluate(model, members: Sequence[Member], batches, *, stacked: bool) -> lis
     sums: list[dict] = [{} for _ in members]
     model.eval()
     for _ in range(t.eval_batches):
-        x = batches(rngs)
-        terms = model.loss_terms(x if stacked else x[0], step=t.steps, generator=generators if stacked else generators[0])
+        batch = batches(rngs)
+        terms = model.loss_terms(batch if stacked else member_batch(batch, 0), step=t.steps,
+                                 generator=generators if stacked else generators[0])
         for k, v in terms.items():
             for i, value in enumerate(torch.atleast_1d(v).tolist()):
                 sums[i][k] = sums[i].get(k, 0.0) + value

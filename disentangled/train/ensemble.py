@@ -59,8 +59,7 @@ import torch
 
 from ..config import RunConfig
 from ..rundir import RunDir
-from .batches import MemberBatches
-from .core import Member, build, evaluate, finite_members, make_optimizers, training_device, update
+from .core import Member, batch_source, build, evaluate, finite_members, make_optimizers, training_device, update
 
 #: Members stacked at once on the CPU. There each member runs its own kernels in turn, so
 #: a stack brings shared bookkeeping, not wider kernels; beyond a few dozen members the
@@ -158,7 +157,7 @@ def train_ensemble(
 
     steps = first.train.steps
     _, template = build(first, data)
-    batches = MemberBatches(data, first.train.batch_size, device, table=table)
+    batches = batch_source([m.config for m in members], data, device, table=table)
     bar = tqdm(total=steps, initial=min(m.step for m in members), desc=f"ensemble {first.objective['name']}",
                unit="step", disable=not progress, dynamic_ncols=True)
     tf32 = _tf32_off() if (device.type == "cuda" and not allow_tf32) else contextlib.nullcontext()
@@ -250,8 +249,7 @@ def _segment(group, template, data, batches, start, stop, bar, outcomes, live) -
     failed: set[int] = set()
     try:
         for step in range(start, stop):
-            x = batches([m.data_rng for m in group])
-            terms = model.loss_terms(x, step=step, generator=generators)
+            terms = model.loss_terms(batches([m.data_rng for m in group]), step=step, generator=generators)
             for i, ok in enumerate(finite_members(terms)):
                 if not ok and i not in failed:
                     failed.add(i)

@@ -6,8 +6,8 @@ around each step (seeds, optimisers, log, checkpoints, failure, the final evalua
 
 One step is one update. For FactorVAE it updates the VAE and the discriminator together,
 on the same batch (see :mod:`disentangled.models.objectives.factor_vae` for how this
-relates to the reference's step count). Batches come from :class:`MemberBatches`: on a
-GPU they are gathered from the data set's image table kept on the device.
+relates to the reference's step count). Batches come from :func:`batch_source`: on a GPU
+they are gathered from the data set's image table kept on the device.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..rundir import RunConfigMismatch, RunDir
-from .batches import MemberBatches
-from .core import Member, TrainingDiverged, build, evaluate, finite_members, make_optimizers, seeds, training_device, update
+from .core import (Member, TrainingDiverged, batch_source, build, evaluate, finite_members, make_optimizers, member_batch,
+                   seeds, training_device, update)
 
 __all__ = ["RunConfigMismatch", "TrainingDiverged", "build", "make_optimizers", "seeds", "train", "update"]
 
@@ -46,7 +46,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
         model.load_state_dict(member.state)
         for name, opt in optimizers.items():
             opt.load_state_dict(member.optim[name])
-    batches = MemberBatches(data, config.train.batch_size, device)
+    batches = batch_source([config], data, device)
 
     t = config.train
     model.train()
@@ -55,8 +55,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     member.start_clock()
     with bar, member.open_log() as log:
         for step in range(member.step, t.steps):
-            x = batches([member.data_rng])[0]
-            terms = model.loss_terms(x, step=step, generator=member.generator)
+            batch = member_batch(batches([member.data_rng]), 0)
+            terms = model.loss_terms(batch, step=step, generator=member.generator)
             if not finite_members(terms)[0]:
                 raise member.fail(step, {k: v.item() for k, v in terms.items()})
             update(model, optimizers, terms)

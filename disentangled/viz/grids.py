@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ParameterError, check_float
 from ..io import atomic_path
 
 
@@ -19,9 +20,9 @@ def to_hwc_uint8(images: np.ndarray) -> np.ndarray:
     """``[..., C, H, W]`` floats in [0, 1] -> ``[..., H, W, 3]`` uint8 (grey repeated to RGB)."""
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim < 3 or arr.shape[-3] not in (1, 3):
-        raise ValueError(f"images must be [..., C, H, W] with C in (1, 3), got shape {tuple(arr.shape)}")
+        raise ParameterError(f"images must be [..., C, H, W] with C in (1, 3), got shape {tuple(arr.shape)}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"images contain {int((~np.isfinite(arr)).sum())} NaN or infinite values")
+        raise ParameterError(f"images contain {int((~np.isfinite(arr)).sum())} NaN or infinite values")
     arr = np.moveaxis(arr, -3, -1)
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
@@ -35,7 +36,7 @@ def grid(images: np.ndarray, *, pad: int = 2, pad_value: int = 255) -> np.ndarra
     """
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim != 5:
-        raise ValueError(f"grid expects [rows, cols, C, H, W], got shape {tuple(arr.shape)}")
+        raise ParameterError(f"grid expects [rows, cols, C, H, W], got shape {tuple(arr.shape)}")
     rows, cols, _, h, w = arr.shape
     empty = np.isnan(arr).all(axis=(2, 3, 4))
     tiles = to_hwc_uint8(np.where(empty[..., None, None, None], 0.0, arr))
@@ -141,9 +142,8 @@ def save_gif(frames: np.ndarray, path: str | os.PathLike, *, fps: float = 10.0) 
 
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        raise ParameterError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    check_float("fps", fps, low=0, low_open=True)
     if np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(frames[..., 0], frames[..., 2]):
         frames = frames[..., 0]  # grey: written as 8-bit grey, exact and ~3x faster to encode
     path = Path(path)
@@ -170,7 +170,7 @@ def labelled_grid(images: np.ndarray, row_labels: list[str], *, title: str = "",
 
     rows = np.shape(images)[0]
     if len(row_labels) != rows:
-        raise ValueError(f"{rows} rows but {len(row_labels)} row labels")
+        raise ParameterError(f"{rows} rows but {len(row_labels)} row labels")
     plain = grid(images, pad=pad)
     font = _font(font_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))

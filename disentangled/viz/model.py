@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UnknownNameError, check_choice, check_int
 from ..io import write_json_atomic
 from .grids import captioned_grid, grid, labelled_grid, save_gif, save_png
 
@@ -113,7 +114,7 @@ def animation_values(kind: str, base: np.ndarray, stats: dict, num_frames: int) 
         elif kind == "minmax_interval":
             values = cycle_interval(start, num_frames, stats["min"][j], stats["max"][j])
         else:
-            raise ValueError(f"unknown animation {kind!r}; known: {list(ANIMATIONS)}")
+            raise UnknownNameError("animation", kind, ANIMATIONS)
         out.append(values)
     return np.stack(out)
 
@@ -130,7 +131,7 @@ def traversal_values(stats: dict, traversal_range: str, num_values: int) -> np.n
     elif traversal_range == "unit":
         low, high = np.full(d, -1.0), np.full(d, 1.0)
     else:
-        raise ValueError(f"traversal_range must be one of {list(TRAVERSAL_RANGES)}, got {traversal_range!r}")
+        check_choice("traversal_range", traversal_range, TRAVERSAL_RANGES)
     steps = np.linspace(0.0, 1.0, num_values)
     return low[:, None] + (high - low)[:, None] * steps[None, :]
 
@@ -186,15 +187,13 @@ def visualize_model(
     title: str = "",
 ) -> dict:
     """Write the pictures of ``model`` on ``data`` into ``out_dir``; return the manifest (not written)."""
-    if traversal_range not in TRAVERSAL_RANGES:
-        raise ValueError(f"traversal_range must be one of {list(TRAVERSAL_RANGES)}, got {traversal_range!r}")
-    unknown = [a for a in animations if a not in ANIMATIONS]
-    if unknown:
-        raise ValueError(f"unknown animations {unknown}; known: {list(ANIMATIONS)}")
-    if num_points < 2:
-        raise ValueError(f"num_points must be at least 2 (the traversal ranges are fitted on them), got {num_points}")
-    if num_frames < 2 or num_values < 2:
-        raise ValueError(f"num_frames and num_values must be at least 2, got {num_frames} and {num_values}")
+    check_choice("traversal_range", traversal_range, TRAVERSAL_RANGES)
+    for kind in animations:
+        if kind not in ANIMATIONS:
+            raise UnknownNameError("animation", kind, ANIMATIONS)
+    check_int("num_points", num_points, low=2, why="the traversal ranges are fitted on them")
+    check_int("num_frames", num_frames, low=2)
+    check_int("num_values", num_values, low=2)
     out_dir = Path(out_dir)
     streams = np.random.SeedSequence(seed).spawn(3)
     rng = np.random.default_rng(streams[0])
@@ -278,9 +277,9 @@ def settings(**overrides) -> dict:
         "traversal_range": "fitted",
         "animations": list(ANIMATIONS),
     }
-    unknown = sorted(set(overrides) - set(base))
-    if unknown:
-        raise ValueError(f"unknown visualisation settings {unknown}; known: {sorted(base)}")
+    for key in overrides:
+        if key not in base:
+            raise UnknownNameError("visualisation setting", key, sorted(base))
     base.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items() if v is not None})
     base["fps"] = float(base["fps"])
     return base

@@ -6,24 +6,7 @@ import pytest
 from disentangled.data import DataFileError, get
 from disentangled.data import cars3d
 
-AZIMUTHS, ELEVATIONS = 3, 2
-
-
-def car(obj):
-    """im [128, 128, 3, A, E]: each view a flat colour that encodes (object, azimuth, elevation)."""
-    im = np.zeros((128, 128, 3, AZIMUTHS, ELEVATIONS), dtype=np.uint8)
-    for a in range(AZIMUTHS):
-        for e in range(ELEVATIONS):
-            im[:, :, :, a, e] = colour(obj, a, e)
-    return im
-
-
-def colour(obj, a, e):
-    return np.array([40 + 50 * obj, 30 + 60 * a, 200 + 20 * e], dtype=np.uint8)
-
-
-def write_cars(folder, objects=(0, 1, 2), names=None, with_list=True):
-    return cars3d.write_official(folder, [car(o) for o in objects], names, with_list=with_list)
+from .fakes import CARS_AZIMUTHS, CARS_ELEVATIONS, car, car_colour, write_cars
 
 
 def test_mat_round_trip_in_the_official_layout(tmp_path):
@@ -42,13 +25,13 @@ def test_grid_order_elevation_azimuth_object(isolated_data_dir):
     write_cars(isolated_data_dir / "cars")
     data = get("cars3d", strict=False)
     assert data.factor_names == ("elevation", "azimuth", "object")
-    assert data.factor_sizes == (ELEVATIONS, AZIMUTHS, 3)
+    assert data.factor_sizes == (CARS_ELEVATIONS, CARS_AZIMUTHS, 3)
     assert data.observation_shape == (3, 64, 64)
     factors = data.latent_space.all_factors()
     obs = data.observations_from_factors(factors, rng=np.random.default_rng(0))
     assert obs.dtype == np.float32 and obs.shape == (18, 3, 64, 64)
     for (e, a, o), img in zip(factors, obs):
-        np.testing.assert_allclose(img[:, 10, 20], colour(o, a, e) / 255.0, atol=1e-6)
+        np.testing.assert_allclose(img[:, 10, 20], car_colour(o, a, e) / 255.0, atol=1e-6)
         assert np.all(img == img[:, :1, :1])  # a flat view stays flat through the resize
 
 
@@ -59,7 +42,7 @@ def test_objects_follow_list_txt(isolated_data_dir):
     assert data.describe()["object_order"] == "list.txt"
     obs = data.observations_from_factors([[0, 0, 0], [0, 0, 1], [0, 0, 2]], rng=np.random.default_rng(0))
     for o in range(3):  # object o is the o-th listed car, i.e. car(o) as written
-        np.testing.assert_allclose(obs[o, :, 0, 0], colour(o, 0, 0) / 255.0, atol=1e-6)
+        np.testing.assert_allclose(obs[o, :, 0, 0], car_colour(o, 0, 0) / 255.0, atol=1e-6)
 
 
 def test_without_list_txt_objects_are_sorted_by_name(isolated_data_dir):
@@ -70,7 +53,7 @@ def test_without_list_txt_objects_are_sorted_by_name(isolated_data_dir):
     obs = data.observations_from_factors([[0, 0, 0], [0, 0, 1], [0, 0, 2]], rng=np.random.default_rng(0))
     written = {"car_009_mesh": 0, "car_002_mesh": 1, "car_005_mesh": 2}
     for o, name in enumerate(sorted(names)):
-        np.testing.assert_allclose(obs[o, :, 0, 0], colour(written[name], 0, 0) / 255.0, atol=1e-6)
+        np.testing.assert_allclose(obs[o, :, 0, 0], car_colour(written[name], 0, 0) / 255.0, atol=1e-6)
 
 
 def test_list_txt_must_match_the_files(isolated_data_dir):
@@ -93,13 +76,15 @@ def test_resize_matches_pillow_lanczos(isolated_data_dir):
 def test_resize_runs_once_then_the_cache_is_used(isolated_data_dir, monkeypatch):
     write_cars(isolated_data_dir / "cars")
     data = get("cars3d", strict=False)
-    cache, built = data.prepare(progress=False)
-    assert built and cache.parent == isolated_data_dir / "cache" and cache.name.startswith("cars3d_")
+    done = data.prepare(progress=False)
+    cache = done.path
+    assert done.built and cache.parent == isolated_data_dir / "cache" and cache.name.startswith("cars3d_")
     reference = data.sample(6, rng=np.random.default_rng(2))
     monkeypatch.setattr(cars3d, "resize_lanczos", lambda *a: pytest.fail("resized again"))
     again = get("cars3d", strict=False)
     assert "resized cache" in again.readiness()[1]
-    assert again.prepare(progress=False) == (cache, False)
+    done = again.prepare(progress=False)
+    assert (done.path, done.built) == (cache, False)
     got = again.sample(6, rng=np.random.default_rng(2))
     np.testing.assert_array_equal(got[0], reference[0])
     np.testing.assert_array_equal(got[1], reference[1])
@@ -108,10 +93,10 @@ def test_resize_runs_once_then_the_cache_is_used(isolated_data_dir, monkeypatch)
 def test_reordered_list_gets_a_new_cache(isolated_data_dir):
     folder = isolated_data_dir / "cars"
     write_cars(folder)
-    first, _ = get("cars3d", strict=False).prepare(progress=False)
+    first = get("cars3d", strict=False).prepare(progress=False)
     (folder / "list.txt").write_text("car_003_mesh\ncar_001_mesh\ncar_002_mesh\n")
-    second, built = get("cars3d", strict=False).prepare(progress=False)
-    assert built and second != first
+    second = get("cars3d", strict=False).prepare(progress=False)
+    assert second.built and second.path != first.path
 
 
 def test_strict_mode_asserts_the_official_grid(isolated_data_dir):

@@ -5,22 +5,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from disentangled.data import DataFileError, FactorSpace, get
-from disentangled.data.dsprites import OFFICIAL_NPZ, OFFICIAL_SPACE, read_official, write_official
+from disentangled.data import DataFileError, get
+from disentangled.data.dsprites import OFFICIAL_NPZ, read_official, write_official
 
-SMALL = FactorSpace(OFFICIAL_SPACE.names, (1, 3, 2, 3, 2, 2))  # a reduced grid of 72 images
-
-
-def small_images(seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.random((SMALL.num_combinations, 64, 64)) < 0.3).astype(np.uint8)
+from .fakes import DSPRITES_SMALL, dsprites_images, write_dsprites
 
 
 @pytest.fixture
 def small_npz(isolated_data_dir):
-    imgs = small_images()
-    write_official(isolated_data_dir / OFFICIAL_NPZ, imgs, SMALL)
-    return imgs
+    return write_dsprites(isolated_data_dir)
 
 
 def test_loader_reads_the_official_npz_layout(small_npz, isolated_data_dir):
@@ -41,12 +34,12 @@ def test_loader_reads_the_official_npz_layout(small_npz, isolated_data_dir):
 
 
 def test_loader_reads_the_hdf5_twin(isolated_data_dir):
-    imgs = small_images(1)
-    write_official(isolated_data_dir / OFFICIAL_NPZ.replace(".npz", ".hdf5"), imgs, SMALL)
+    imgs = dsprites_images(1)
+    write_official(isolated_data_dir / OFFICIAL_NPZ.replace(".npz", ".hdf5"), imgs, DSPRITES_SMALL)
     data = get("dsprites_full", strict=False)
     factors = np.array([[2, 1, 2, 1, 0], [0, 0, 0, 0, 1]])
     obs = data.observations_from_factors(factors, rng=np.random.default_rng(0))
-    np.testing.assert_array_equal(obs[:, 0], imgs[SMALL.index(np.c_[np.zeros(2, int), factors])])
+    np.testing.assert_array_equal(obs[:, 0], imgs[DSPRITES_SMALL.index(np.c_[np.zeros(2, int), factors])])
 
 
 class _Boom:
@@ -61,15 +54,15 @@ def _explode():
 
 
 def test_metadata_pickle_is_never_loaded(isolated_data_dir):
-    space = SMALL
+    space = DSPRITES_SMALL
     path = isolated_data_dir / OFFICIAL_NPZ
     path.parent.mkdir(parents=True)
     np.savez_compressed(
-        path, imgs=small_images(), latents_classes=space.all_factors(),
+        path, imgs=dsprites_images(), latents_classes=space.all_factors(),
         latents_values=np.zeros((72, 6)), metadata=np.array(_Boom(), dtype=object),
     )
     imgs, got = read_official(path, strict=False)
-    assert got.sizes == SMALL.sizes and imgs.shape == (72, 64, 64)
+    assert got.sizes == DSPRITES_SMALL.sizes and imgs.shape == (72, 64, 64)
 
 
 def test_strict_mode_asserts_the_official_sizes(small_npz, isolated_data_dir):
@@ -79,8 +72,8 @@ def test_strict_mode_asserts_the_official_sizes(small_npz, isolated_data_dir):
 
 def test_rows_out_of_order_are_refused(isolated_data_dir):
     path = isolated_data_dir / "shuffled.npz"
-    classes = SMALL.all_factors()[::-1].copy()
-    np.savez_compressed(path, imgs=small_images(), latents_classes=classes, latents_values=np.zeros((72, 6)))
+    classes = DSPRITES_SMALL.all_factors()[::-1].copy()
+    np.savez_compressed(path, imgs=dsprites_images(), latents_classes=classes, latents_values=np.zeros((72, 6)))
     with pytest.raises(DataFileError, match="not the row-major factor grid"):
         read_official(path, strict=False)
 
@@ -106,7 +99,7 @@ def test_missing_file_says_where_how_and_the_procedural_option(isolated_data_dir
 
 def test_dlib_data_folder_is_read(tmp_path, monkeypatch):
     dlib_root = tmp_path / "dlib"
-    write_official(dlib_root / OFFICIAL_NPZ, small_images(), SMALL)
+    write_official(dlib_root / OFFICIAL_NPZ, dsprites_images(), DSPRITES_SMALL)
     monkeypatch.setenv("DISENTANGLEMENT_LIB_DATA", str(dlib_root))
     data = get("dsprites_full", strict=False)
     assert data.readiness()[0] is True
@@ -119,7 +112,7 @@ def test_noshape_resamples_shape_as_nuisance(small_npz):
     factors = np.zeros((400, 4), dtype=np.int64)
     obs = data.observations_from_factors(factors, rng=np.random.default_rng(3))
     # the three shapes at factor 0 of the reduced grid: each observation is one of them, and all occur
-    candidates = small_npz[[SMALL.index([[0, s, 0, 0, 0, 0]])[0] for s in range(3)]]
+    candidates = small_npz[[DSPRITES_SMALL.index([[0, s, 0, 0, 0, 0]])[0] for s in range(3)]]
     which = [int(np.flatnonzero([(c == o[0]).all() for c in candidates])[0]) for o in obs]
     assert set(which) == {0, 1, 2}
 
@@ -206,11 +199,14 @@ def test_scream_painting_is_the_bundled_thumbnail():
     assert 0.2 < scream.mean() < 0.8 and scream.std() > 0.1
 
 
-def test_scream_from_the_data_directory(isolated_data_dir, shared_data):
-    import shutil
+def test_scream_from_the_data_directory(isolated_data_dir):
+    from PIL import Image
+
+    from disentangled.data.dsprites import bundled_scream_path
 
     (isolated_data_dir / "scream").mkdir()
-    shutil.copy(shared_data / "the_scream.jpg", isolated_data_dir / "scream" / "scream.jpg")
+    with Image.open(bundled_scream_path()) as painting:  # a JPEG of the painting, as dlib's folder holds
+        painting.convert("RGB").save(isolated_data_dir / "scream" / "scream.jpg", quality=95)
     data = get("scream_dsprites", source="procedural")
     assert data.describe()["scream_image"] == str(isolated_data_dir / "scream" / "scream.jpg")
     assert data.scream().shape == (3, 274, 215)

@@ -10,20 +10,14 @@ import pytest
 
 from disentangled.data import dsprites_render as dr
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-GIF = SHARED_DATA / "dsprites.gif"
-LABELS = SHARED_DATA / "dsprites_gif_labels.csv"
 
-
-def _real_frames() -> tuple[np.ndarray, np.ndarray]:
-    """The 320 labelled real frames: bool [320, 64, 64] and int64 labels [320, 5]."""
-    if not (GIF.is_file() and LABELS.is_file()):
-        pytest.skip(f"real dSprites frames not found in {SHARED_DATA}")
+def _real_frames(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The 320 labelled real frames in ``folder``: bool [320, 64, 64] and int64 labels [320, 5]."""
     from PIL import Image, ImageSequence
 
-    with Image.open(GIF) as gif:
+    with Image.open(folder / "dsprites.gif") as gif:
         frames = np.stack([np.asarray(f.convert("L")) for f in ImageSequence.Iterator(gif)]) > 127
-    with open(LABELS, newline="") as fh:
+    with open(folder / "dsprites_gif_labels.csv", newline="") as fh:
         rows = sorted(csv.DictReader(fh), key=lambda r: int(r["frame"]))
     labels = np.array([[int(r[c]) for c in dr.FACTOR_NAMES] for r in rows], dtype=np.int64)
     assert frames.shape == (320, 64, 64) and labels.shape == (320, 5)
@@ -49,8 +43,8 @@ def test_grid_constants():
     np.testing.assert_allclose(np.sort(polygon[:, 0]), np.sort(-polygon[:, 0]), atol=1e-12)  # mirror-symmetric
 
 
-def test_matches_real_frames():
-    frames, labels = _real_frames()
+def test_matches_real_frames(dsprites_frames):
+    frames, labels = _real_frames(dsprites_frames)
     rendered = dr.render(labels).astype(bool)
     inter = (rendered & frames).sum(axis=(1, 2))
     union = (rendered | frames).sum(axis=(1, 2))

@@ -6,15 +6,11 @@ import h5py
 import numpy as np
 import pytest
 
-from disentangled.data import DataFileError, FactorSpace, get
+from disentangled.data import DataFileError, get
 from disentangled.data import shapes3d
 from disentangled.data import shapes3d_render as render
 
-SMALL = FactorSpace(shapes3d.OFFICIAL_SPACE.names, (2, 2, 2, 2, 2, 3))  # 96 images
-
-
-def small_images(seed=0):
-    return np.random.default_rng(seed).integers(0, 256, size=(SMALL.num_combinations, 64, 64, 3), dtype=np.uint8)
+from .fakes import SHAPES3D_SMALL, shapes3d_images
 
 
 def as_float(images):
@@ -25,8 +21,8 @@ def as_float(images):
 
 
 def test_h5_in_the_official_layout(isolated_data_dir):
-    images = small_images()
-    path = shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, images, SMALL)
+    images = shapes3d_images()
+    path = shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, images, SHAPES3D_SMALL)
     with h5py.File(path, "r") as f:
         assert sorted(f.keys()) == ["images", "labels"]
         assert f["images"].dtype == np.uint8 and f["images"].shape == (96, 64, 64, 3)
@@ -36,7 +32,7 @@ def test_h5_in_the_official_layout(isolated_data_dir):
     assert data.factor_names == ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
     assert data.factor_sizes == (2, 2, 2, 2, 2, 3)
     assert data.observation_shape == (3, 64, 64)
-    factors = SMALL.all_factors()[::-1]
+    factors = SHAPES3D_SMALL.all_factors()[::-1]
     obs = data.observations_from_factors(factors, rng=np.random.default_rng(0))
     assert obs.dtype == np.float32 and obs.shape == (96, 3, 64, 64)
     np.testing.assert_allclose(obs, as_float(images[::-1]), rtol=0, atol=1e-6)
@@ -45,37 +41,37 @@ def test_h5_in_the_official_layout(isolated_data_dir):
 
 
 def test_contiguous_h5_is_memory_mapped(isolated_data_dir):
-    images = small_images(1)
+    images = shapes3d_images(1)
     path = isolated_data_dir / shapes3d.OFFICIAL_H5
     path.parent.mkdir()
     with h5py.File(path, "w") as f:
         f.create_dataset("images", data=images)
-        f.create_dataset("labels", data=shapes3d.official_labels(SMALL))
+        f.create_dataset("labels", data=shapes3d.official_labels(SHAPES3D_SMALL))
     data = get("shapes3d", strict=False)
     factors = np.array([[1, 0, 1, 0, 1, 2], [0, 0, 0, 0, 0, 0], [1, 0, 1, 0, 1, 2]])
     obs = data.observations_from_factors(factors, rng=np.random.default_rng(0))
     assert isinstance(data._store.array, np.memmap)
-    np.testing.assert_allclose(obs, as_float(images[SMALL.index(factors)]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(obs, as_float(images[SHAPES3D_SMALL.index(factors)]), rtol=0, atol=1e-6)
 
 
 def test_classes_come_from_the_label_values(isolated_data_dir):
     """Any increasing values work: the classes are ranks among a column's unique values."""
-    labels = shapes3d.official_labels(SMALL)
+    labels = shapes3d.official_labels(SHAPES3D_SMALL)
     labels[:, 3] = np.where(labels[:, 3] == 0.75, 0.8, 1.2)  # other scale values
     labels[:, 5] += 1e-12  # float noise
-    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, small_images(), SMALL, labels=labels)
-    assert get("shapes3d", strict=False).factor_sizes == SMALL.sizes
+    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, shapes3d_images(), SHAPES3D_SMALL, labels=labels)
+    assert get("shapes3d", strict=False).factor_sizes == SHAPES3D_SMALL.sizes
 
 
 def test_rows_out_of_grid_order_are_refused(isolated_data_dir):
-    labels = shapes3d.official_labels(SMALL)[::-1].copy()
-    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, small_images(), SMALL, labels=labels)
+    labels = shapes3d.official_labels(SHAPES3D_SMALL)[::-1].copy()
+    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, shapes3d_images(), SHAPES3D_SMALL, labels=labels)
     with pytest.raises(DataFileError, match=r"3dshapes\.h5: the rows are not the row-major factor grid \[2, 2, 2, 2, 2, 3\]"):
         get("shapes3d", strict=False).sample(1, rng=np.random.default_rng(0))
 
 
 def test_strict_mode_asserts_the_official_sizes(isolated_data_dir):
-    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, small_images(), SMALL)
+    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, shapes3d_images(), SHAPES3D_SMALL)
     data = get("shapes3d")
     assert data.factor_sizes == (10, 10, 10, 8, 4, 15)
     with pytest.raises(DataFileError, match=r"factor sizes \[2, 2, 2, 2, 2, 3\] differ from the official \[10, 10, 10, 8, 4, 15\]"):
@@ -83,19 +79,19 @@ def test_strict_mode_asserts_the_official_sizes(isolated_data_dir):
 
 
 def test_dlib_npz_layout(isolated_data_dir):
-    images = small_images(2)
-    path = shapes3d.write_official(isolated_data_dir / shapes3d.DLIB_NPZ, images, SMALL)
+    images = shapes3d_images(2)
+    path = shapes3d.write_official(isolated_data_dir / shapes3d.DLIB_NPZ, images, SHAPES3D_SMALL)
     with np.load(path) as npz:
         assert npz["images"].shape == (2, 2, 2, 2, 2, 3, 64, 64, 3)
         assert npz["labels"].shape == (2, 2, 2, 2, 2, 3, 6)
     data = get("shapes3d", strict=False)
-    assert data.factor_sizes == SMALL.sizes
-    factors = SMALL.all_factors()
+    assert data.factor_sizes == SHAPES3D_SMALL.sizes
+    factors = SHAPES3D_SMALL.all_factors()
     obs = data.observations_from_factors(factors, rng=np.random.default_rng(0))
     assert isinstance(data._store.array, np.memmap)
     np.testing.assert_allclose(obs, as_float(images), rtol=0, atol=1e-6)
     # the public h5 wins when both are present
-    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, small_images(3), SMALL)
+    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, shapes3d_images(3), SHAPES3D_SMALL)
     assert get("shapes3d", strict=False).describe()["file"].endswith("3dshapes.h5")
 
 
@@ -104,11 +100,11 @@ def test_bad_files_name_the_file(isolated_data_dir):
     path.parent.mkdir()
     with h5py.File(path, "w") as f:
         f.create_dataset("images", data=np.zeros((96, 64, 64, 3), dtype=np.float32))
-        f.create_dataset("labels", data=shapes3d.official_labels(SMALL))
+        f.create_dataset("labels", data=shapes3d.official_labels(SHAPES3D_SMALL))
     with pytest.raises(DataFileError, match=r"3dshapes\.h5: 'images' must be uint8 \[N, 64, 64, 3\], got float32"):
         get("shapes3d", strict=False).sample(1, rng=np.random.default_rng(0))
     with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=small_images())
+        f.create_dataset("images", data=shapes3d_images())
     with pytest.raises(DataFileError, match=r"3dshapes\.h5: missing dataset 'labels'"):
         get("shapes3d", strict=False).sample(1, rng=np.random.default_rng(0))
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
@@ -127,15 +123,15 @@ def test_missing_file_names_both_fixes(isolated_data_dir):
 
 
 def test_prepare_unpacks_a_compressed_h5_for_memory_mapping(isolated_data_dir):
-    images = small_images(4)
-    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, images, SMALL)
+    images = shapes3d_images(4)
+    shapes3d.write_official(isolated_data_dir / shapes3d.OFFICIAL_H5, images, SHAPES3D_SMALL)
     data = get("shapes3d", strict=False)
-    message = data.prepare(progress=False)
-    assert "unpacked to" in message
+    done = data.prepare(progress=False)
+    assert "unpacked to" in done.message and done.built
     caches = list((isolated_data_dir / "cache").glob("shapes3d_*.npy"))
-    assert len(caches) == 1 and not list((isolated_data_dir / "cache").glob("*partial*"))
+    assert caches == [done.path] and not list((isolated_data_dir / "cache").glob("*partial*"))
     again = get("shapes3d", strict=False)
-    factors = SMALL.all_factors()
+    factors = SHAPES3D_SMALL.all_factors()
     obs = again.observations_from_factors(factors, rng=np.random.default_rng(0))
     assert isinstance(again._store.array, np.memmap)
     np.testing.assert_allclose(obs, as_float(images), rtol=0, atol=1e-6)
@@ -280,6 +276,6 @@ def test_label_values_of_the_look_alike():
 def test_prepare_command_on_the_official_file(isolated_data_dir):
     from disentangled.data.prepare import prepare
 
-    shapes3d.write_official(isolated_data_dir / shapes3d.DLIB_NPZ, small_images(), SMALL)
+    shapes3d.write_official(isolated_data_dir / shapes3d.DLIB_NPZ, shapes3d_images(), SHAPES3D_SMALL)
     _, message = prepare("shapes3d", strict=False, progress=False)
     assert message.endswith("checked (96 images, memory-mapped)")

@@ -8,6 +8,8 @@ import pytest
 from disentangled.data import DataFileError, get
 from disentangled.data import smallnorb as norb
 
+from .fakes import NORB_SIZES, norb_all_codes, norb_grid_value, write_smallnorb
+
 # The header of the real smallnorb-5x01235x9x18x6x2x96x96-testing-cat.mat, written out by
 # hand from the published format: int32 magic 0x1E3D4C54 (int32 matrix), ndim 1, then three
 # dimension slots 24300 (0x00005EEC), 1, 1 -- all little-endian.
@@ -19,35 +21,6 @@ TESTING_DAT_HEADER = bytes(
     [0x55, 0x4C, 0x3D, 0x1E, 0x04, 0x00, 0x00, 0x00, 0xEC, 0x5E, 0x00, 0x00,
      0x02, 0x00, 0x00, 0x00, 0x60, 0x00, 0x00, 0x00, 0x60, 0x00, 0x00, 0x00]
 )
-
-# A reduced grid: category 2, instance 4 (training 1, 3; testing 0, 2), elevation 2,
-# azimuth codes 0, 2, 4 (3 classes), lighting 2 -> 96 images, 48 per split.
-SIZES = (2, 4, 2, 3, 2)
-SPLIT_INSTANCES = {"training": (1, 3), "testing": (0, 2)}
-
-
-def grid_value(codes):
-    """The grey level of camera 0 for factor codes [N, 5]: unique per cell, above 127."""
-    return 100 + np.ravel_multi_index(tuple(np.asarray(codes).T), SIZES)
-
-
-def write_reduced(root, *, gzipped=False, seed=0):
-    rng = np.random.default_rng(seed)
-    for split, instances in SPLIT_INSTANCES.items():
-        codes = np.array(
-            [(c, i, e, a, l) for c in range(2) for i in instances for e in range(2) for a in range(3) for l in range(2)]
-        )
-        codes = codes[rng.permutation(len(codes))]  # the files' order is not the grid order
-        values = grid_value(codes).astype(np.uint8)
-        dat = np.empty((len(codes), 2, 96, 96), dtype=np.uint8)
-        dat[:, 0] = values[:, None, None]
-        dat[:, 1] = 255 - values[:, None, None]  # camera 1 must be ignored
-        info = np.stack([codes[:, 1], codes[:, 2], 2 * codes[:, 3], codes[:, 4]], axis=1)
-        norb.write_split(root, split, dat, codes[:, 0], info, gzipped=gzipped)
-
-
-def all_codes():
-    return np.stack(np.unravel_index(np.arange(np.prod(SIZES)), SIZES), axis=1)
 
 
 def test_header_of_a_real_file_is_parsed(tmp_path):
@@ -101,37 +74,37 @@ def test_bad_magic_and_truncation_name_the_file(tmp_path):
 
 
 def test_reads_the_reduced_grid_in_factor_order(isolated_data_dir):
-    write_reduced(isolated_data_dir)
+    write_smallnorb(isolated_data_dir)
     data = get("smallnorb", strict=False)
     assert data.factor_names == ("category", "elevation", "azimuth", "lighting")
     assert data.factor_sizes == (2, 2, 3, 2)
-    assert data.space.sizes == SIZES and data.nuisance == (1,)
+    assert data.space.sizes == NORB_SIZES and data.nuisance == (1,)
     assert data.observation_shape == (1, 64, 64)
-    codes = all_codes()
+    codes = norb_all_codes()
     images = data._render(codes, rng=np.random.default_rng(0))
     assert images.dtype == np.float32 and images.shape == (96, 1, 64, 64)
     # camera 0, unsigned bytes (values above 127), every cell where the lookup puts it
-    expected = grid_value(codes) / 255.0
+    expected = norb_grid_value(codes) / 255.0
     np.testing.assert_allclose(images.reshape(96, -1), np.repeat(expected[:, None], 64 * 64, axis=1), atol=1e-6)
 
 
 def test_gzipped_files_give_the_same_images(isolated_data_dir, tmp_path):
-    write_reduced(isolated_data_dir, gzipped=True)
+    write_smallnorb(isolated_data_dir, gzipped=True)
     assert list((isolated_data_dir / "small_norb").glob("*.mat.gz"))
-    a = get("smallnorb", strict=False)._render(all_codes(), rng=np.random.default_rng(0))
+    a = get("smallnorb", strict=False)._render(norb_all_codes(), rng=np.random.default_rng(0))
     plain = tmp_path / "plain"
-    write_reduced(plain)
-    b = get("smallnorb", strict=False, data_dir=plain)._render(all_codes(), rng=np.random.default_rng(0))
+    write_smallnorb(plain)
+    b = get("smallnorb", strict=False, data_dir=plain)._render(norb_all_codes(), rng=np.random.default_rng(0))
     np.testing.assert_array_equal(a, b)
 
 
 def test_instance_is_resampled_per_observation(isolated_data_dir):
-    write_reduced(isolated_data_dir)
+    write_smallnorb(isolated_data_dir)
     data = get("smallnorb", strict=False)
     latent = np.zeros((200, 4), dtype=np.int64)
     obs = data.observations_from_factors(latent, rng=np.random.default_rng(1))
     levels = np.unique(np.round(obs[:, 0, 0, 0] * 255).astype(int))
-    assert set(levels) == set(grid_value([[0, i, 0, 0, 0] for i in range(4)]))
+    assert set(levels) == set(norb_grid_value([[0, i, 0, 0, 0] for i in range(4)]))
     a = data.sample(16, rng=np.random.default_rng(5))
     b = data.sample(16, rng=np.random.default_rng(5))
     np.testing.assert_array_equal(a[0], b[0])
@@ -152,46 +125,49 @@ def test_lanczos_is_clipped_and_matches_pillow(isolated_data_dir):
 
 
 def test_resize_runs_once_then_the_cache_is_used(isolated_data_dir, monkeypatch):
-    write_reduced(isolated_data_dir)
+    write_smallnorb(isolated_data_dir)
     data = get("smallnorb", strict=False)
     assert data.readiness()[0] and "first use resizes" in data.readiness()[1]
-    cache, built = data.prepare(progress=False)
-    assert built and cache.parent == isolated_data_dir / "cache" and cache.name.startswith("smallnorb_")
+    done = data.prepare(progress=False)
+    cache = done.path
+    assert done.built and cache.parent == isolated_data_dir / "cache" and cache.name.startswith("smallnorb_")
     assert "resized cache" in get("smallnorb", strict=False).readiness()[1]
-    reference = data._render(all_codes(), rng=np.random.default_rng(0))
+    reference = data._render(norb_all_codes(), rng=np.random.default_rng(0))
 
     def no_resize(*args, **kwargs):
         raise AssertionError("resized again although the cache exists")
 
     monkeypatch.setattr(norb, "resize_lanczos", no_resize)
     again = get("smallnorb", strict=False)
-    assert again.prepare(progress=False) == (cache, False)
-    np.testing.assert_array_equal(again._render(all_codes(), rng=np.random.default_rng(0)), reference)
+    done = again.prepare(progress=False)
+    assert (done.path, done.built) == (cache, False)
+    np.testing.assert_array_equal(again._render(norb_all_codes(), rng=np.random.default_rng(0)), reference)
 
 
 def test_a_partial_cache_is_not_mistaken_for_a_complete_one(isolated_data_dir):
-    write_reduced(isolated_data_dir)
+    write_smallnorb(isolated_data_dir)
     data = get("smallnorb", strict=False)
-    cache, _ = data.prepare(progress=False)
-    reference = data._render(all_codes(), rng=np.random.default_rng(0))
+    cache = data.prepare(progress=False).path
+    reference = data._render(norb_all_codes(), rng=np.random.default_rng(0))
     raw = cache.read_bytes()
     cache.write_bytes(raw[: len(raw) // 2])  # e.g. a copy cut off by a full disk
     (cache.parent / f".{cache.stem}.abc.partial.npz").write_bytes(raw[:100])  # an interrupted write
     again = get("smallnorb", strict=False)
-    assert again.prepare(progress=False) == (cache, True)
-    np.testing.assert_array_equal(again._render(all_codes(), rng=np.random.default_rng(0)), reference)
+    done = again.prepare(progress=False)
+    assert (done.path, done.built) == (cache, True)
+    np.testing.assert_array_equal(again._render(norb_all_codes(), rng=np.random.default_rng(0)), reference)
 
 
 def test_changed_source_gets_a_new_cache(isolated_data_dir):
-    write_reduced(isolated_data_dir, seed=0)
-    first, _ = get("smallnorb", strict=False).prepare(progress=False)
-    write_reduced(isolated_data_dir, seed=1)  # same content, other file order
-    second, built = get("smallnorb", strict=False).prepare(progress=False)
-    assert built and second != first
+    write_smallnorb(isolated_data_dir, seed=0)
+    first = get("smallnorb", strict=False).prepare(progress=False)
+    write_smallnorb(isolated_data_dir, seed=1)  # same content, other file order
+    second = get("smallnorb", strict=False).prepare(progress=False)
+    assert second.built and second.path != first.path
 
 
 def test_strict_mode_asserts_the_official_grid(isolated_data_dir):
-    write_reduced(isolated_data_dir)
+    write_smallnorb(isolated_data_dir)
     data = get("smallnorb")
     assert data.factor_sizes == (5, 9, 18, 6)  # known without reading a file
     with pytest.raises(DataFileError, match=r"training-dat\.mat: shape \[48, 2, 96, 96\] differs from the official \[24300, 2, 96, 96\]"):
@@ -199,7 +175,7 @@ def test_strict_mode_asserts_the_official_grid(isolated_data_dir):
 
 
 def test_incomplete_or_repeated_grid_is_refused(isolated_data_dir):
-    write_reduced(isolated_data_dir)
+    write_smallnorb(isolated_data_dir)
     info_path = isolated_data_dir / (norb.relative_candidates("testing", "info")[0])
     info = norb.read_matrix(info_path).copy()
     info[0] = info[1]  # one cell twice, another never
@@ -209,7 +185,7 @@ def test_incomplete_or_repeated_grid_is_refused(isolated_data_dir):
 
 
 def test_wrong_dtype_is_refused(isolated_data_dir):
-    write_reduced(isolated_data_dir)
+    write_smallnorb(isolated_data_dir)
     cat_path = isolated_data_dir / (norb.relative_candidates("training", "cat")[0])
     norb.write_matrix(cat_path, norb.read_matrix(cat_path).astype(np.float32))
     with pytest.raises(DataFileError, match=r"training-cat\.mat: expected an int32 matrix \[48\]"):
@@ -231,7 +207,7 @@ def test_missing_files_say_where_and_how(isolated_data_dir):
 def test_prepare_command_builds_the_cache(isolated_data_dir):
     from disentangled.data.prepare import prepare
 
-    write_reduced(isolated_data_dir, gzipped=True)
+    write_smallnorb(isolated_data_dir, gzipped=True)
     _, message = prepare("smallnorb", strict=False, progress=False)
     assert message.startswith("smallnorb: official files checked (96 images), resized and cached at")
     _, message = prepare("smallnorb", strict=False, progress=False)

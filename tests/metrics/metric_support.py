@@ -21,7 +21,7 @@ class IdentityData(GroundTruthData):
     """
 
     name = "identity"
-    deterministic = True
+    observations_deterministic = True
 
     def __init__(self, sizes=SIZES):
         self.space = FactorSpace(tuple(f"f{i}" for i in range(len(sizes))), tuple(sizes))

@@ -60,7 +60,7 @@ def test_too_few_points_and_bad_arrays_are_clear_errors():
         M.sap(bad, factors)
     with pytest.raises(ValueError, match="downstream_logistic_regression: 5-fold cross-validation needs at least 5"):
         M.downstream_scores(codes[:3], factors[:3], codes, factors, predictor="logistic_regression_cv")
-    with pytest.raises(ValueError, match="every training size must be at least 5"):
+    with pytest.raises(ValueError, match=r"each size in num_train must be >= 5 \(5-fold cross-validation\), got"):
         M.DownstreamLogisticRegression(num_train=(3,))
     with pytest.raises(ValueError, match="unsupervised: codes contain 2 NaN or infinite values"):
         bad = codes.copy()

@@ -96,6 +96,8 @@ def test_factor_vae_accepts_optimizer_as_dict():
     assert objective.discriminator_optimizer == AdamSettings(1e-3, 0.5, 0.9, 1e-8)
     with pytest.raises(ValueError, match="discriminator_optimizer"):
         FactorVAE(discriminator_optimizer="adam")
+    with pytest.raises(ValueError, match=r"discriminator_optimizer has no setting 'lrr'.*Did you mean 'lr'"):
+        FactorVAE(discriminator_optimizer={"lrr": 1e-3})
 
 
 # --- validation -------------------------------------------------------------------------
@@ -128,9 +130,9 @@ def test_validation_names_field_rule_and_value(cls, field, value, rule):
 def test_validation_message_format():
     with pytest.raises(ValueError, match=r"^beta_vae: beta must be >= 0, got -1.0$"):
         BetaVAE(beta=-1.0)
-    with pytest.raises(ValueError, match="beta_vae: beta must be a number"):
+    with pytest.raises(ValueError, match=r"^beta_vae: beta must be a finite number >= 0, got '4'$"):
         BetaVAE(beta="4")
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(ValueError, match="must be a finite number"):
         BetaVAE(beta=True)
 
 

@@ -111,8 +111,10 @@ def test_bad_specs():
         from_mapping({**base, "evalution": {}})
     with pytest.raises(SpecError, match=r"evaluation.metrics: unknown metric 'mgi'.*Did you mean 'mig'"):
         from_mapping({**base, "evaluation": {"metrics": {"mgi": {}}}})
-    with pytest.raises(SpecError, match=r"evaluation.metrics.mig: unknown setting 'num_bin'"):
+    with pytest.raises(SpecError, match=r"evaluation.metrics: metric 'mig' has no setting 'num_bin'.*Did you mean 'num_bins'"):
         from_mapping({**base, "evaluation": {"metrics": {"mig": {"num_bin": 3}}}})
+    with pytest.raises(SpecError, match=r"evaluation.metrics: mig: num_bins must be >= 1, got 0"):
+        from_mapping({**base, "evaluation": {"metrics": {"mig": {"num_bins": 0}}}})
     with pytest.raises(SpecError, match=r"unknown configuration key 'train.stepz'"):
         from_mapping({**base, "base": {"train": {"stepz": 3}}})
     collide = from_mapping({"name": "t", "sweep": {"sweep": {"objective.name": ["beta_vae", "beta_vae"]}}})

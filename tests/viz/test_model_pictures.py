@@ -131,11 +131,11 @@ def test_pictures_are_seeded(tmp_path):
 
 
 def test_bad_settings_are_named(tmp_path):
-    with pytest.raises(ValueError, match="unknown animations"):
+    with pytest.raises(ValueError, match=r"unknown animation 'spiral'; known animations: "):
         vm.visualize_model(StubModel(), BrightnessData(), tmp_path, animations=("spiral",))
     with pytest.raises(ValueError, match="num_points"):
         vm.visualize_model(StubModel(), BrightnessData(), tmp_path, num_points=1)
-    with pytest.raises(ValueError, match="unknown visualisation settings"):
+    with pytest.raises(ValueError, match=r"unknown visualisation setting 'frames'.*Did you mean 'num_frames'"):
         vm.settings(frames=3)
 
 

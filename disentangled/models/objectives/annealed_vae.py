@@ -31,9 +31,9 @@ class AnnealedVAE(Objective):
     name: ClassVar[str] = "annealed_vae"
 
     def __post_init__(self):
-        self._check("gamma", lambda v: v >= 0, ">= 0")
-        self._check("c_max", lambda v: v >= 0, ">= 0")
-        self._check("iteration_threshold", lambda v: v > 0, "> 0")
+        self._check("gamma", low=0)
+        self._check("c_max", low=0)
+        self._check("iteration_threshold", low=0, low_open=True)
 
     def capacity(self, step):
         """``C(step) = min(c_max, c_max * step / iteration_threshold)``; a float for an int step."""

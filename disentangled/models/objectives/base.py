@@ -10,27 +10,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_hyperparameter(owner: str, field: str, value: Any, ok, rule: str) -> None:
-    """Raise ``ValueError("<owner>: <field> must be <rule>, got <value>")`` unless ``ok(value)``.
-
-    Non-numbers and NaN fail every rule.
-    """
-    if not _is_number(value):
-        raise ValueError(f"{owner}: {field} must be a number {rule}, got {value!r}")
-    if not ok(value):
-        raise ValueError(f"{owner}: {field} must be {rule}, got {value!r}")
+from ...errors import check_float
 
 
 @dataclass(frozen=True)
@@ -47,10 +33,10 @@ class AdamSettings:
     eps: float = 1e-8
 
     def __post_init__(self):
-        check_hyperparameter("adam", "lr", self.lr, lambda v: v > 0, "> 0")
-        check_hyperparameter("adam", "beta1", self.beta1, lambda v: 0 <= v < 1, "in [0, 1)")
-        check_hyperparameter("adam", "beta2", self.beta2, lambda v: 0 <= v < 1, "in [0, 1)")
-        check_hyperparameter("adam", "eps", self.eps, lambda v: v >= 0, ">= 0")
+        check_float("adam: lr", self.lr, low=0, low_open=True)
+        check_float("adam: beta1", self.beta1, low=0, high=1, high_open=True)
+        check_float("adam: beta2", self.beta2, low=0, high=1, high_open=True)
+        check_float("adam: eps", self.eps, low=0)
 
     def torch_kwargs(self) -> dict:
         """Keyword arguments for :class:`torch.optim.Adam`."""
@@ -110,5 +96,7 @@ class Objective(abc.ABC):
         """The fields as plain values (nested settings become dicts); ``type(self)(**h)`` rebuilds it."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
-    def _check(self, field: str, ok, rule: str) -> None:
-        check_hyperparameter(self.name, field, getattr(self, field), ok, rule)
+    def _check(self, field: str, **bounds) -> None:
+        """Refuse a field that is not a finite number within ``bounds`` (``low=0``, ...: the
+        keywords of :func:`~disentangled.errors.check_float`), naming the objective and the field."""
+        check_float(f"{self.name}: {field}", getattr(self, field), **bounds)

@@ -28,7 +28,7 @@ class BetaTCVAE(Objective):
     name: ClassVar[str] = "beta_tc_vae"
 
     def __post_init__(self):
-        self._check("beta", lambda v: v >= 0, ">= 0")
+        self._check("beta", low=0)
 
     def coefficients(self, step) -> dict:
         return {"tc_weight": self.beta - 1.0}

@@ -23,7 +23,7 @@ class BetaVAE(Objective):
     name: ClassVar[str] = "beta_vae"
 
     def __post_init__(self):
-        self._check("beta", lambda v: v >= 0, ">= 0")
+        self._check("beta", low=0)
 
     def coefficients(self, step) -> dict:
         return {"beta": self.beta}

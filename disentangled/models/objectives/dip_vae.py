@@ -36,8 +36,8 @@ class _DIPVAE(Objective):
     lambda_d_factor: float
 
     def __post_init__(self):
-        self._check("lambda_od", lambda v: v >= 0, ">= 0")
-        self._check("lambda_d_factor", lambda v: v >= 0, ">= 0")
+        self._check("lambda_od", low=0)
+        self._check("lambda_d_factor", low=0)
 
     @property
     def lambda_d(self) -> float:

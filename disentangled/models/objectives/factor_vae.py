@@ -18,12 +18,14 @@ preset reproduces dlib's count explicitly by training FactorVAE for 150,000 step
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Mapping
 
 import torch
 from torch import Tensor
 
+from ...errors import UnknownNameError, check
 from ..distributions import permute_dims
 from .base import DISCRIMINATOR_OPTIMIZER, AdamSettings, Objective
 
@@ -42,14 +44,15 @@ class FactorVAE(Objective):
     needs_discriminator: ClassVar[bool] = True
 
     def __post_init__(self):
-        self._check("gamma", lambda v: v >= 0, ">= 0")
+        self._check("gamma", low=0)
+        owner = f"{self.name}: discriminator_optimizer"
         if isinstance(self.discriminator_optimizer, Mapping):
+            allowed = [f.name for f in dataclasses.fields(AdamSettings)]
+            for key in self.discriminator_optimizer:
+                if key not in allowed:
+                    raise UnknownNameError("setting", key, allowed, owner=owner)
             object.__setattr__(self, "discriminator_optimizer", AdamSettings(**self.discriminator_optimizer))
-        if not isinstance(self.discriminator_optimizer, AdamSettings):
-            raise ValueError(
-                f"{self.name}: discriminator_optimizer must be AdamSettings or a dict of its fields, "
-                f"got {self.discriminator_optimizer!r}"
-            )
+        check(owner, self.discriminator_optimizer, lambda v: isinstance(v, AdamSettings), "AdamSettings or a dict of its fields")
 
     def coefficients(self, step) -> dict:
         return {"gamma": self.gamma}
