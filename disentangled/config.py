@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -207,6 +208,26 @@ def _coerce(cls, key, value):
     return value
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: ``1e30`` and ``1.0e-4`` are numbers, not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str):
+    """YAML (or JSON) text as plain data; the one YAML reader of configurations and study specs."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``["train.steps=300", "objective.beta=4"]`` -> nested dict (values parsed as YAML)."""
     nested: dict = {}
@@ -217,7 +238,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"override {pair!r}: empty key part")
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = yaml_load(text) if text.strip() else ""
         node = nested
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -248,9 +269,12 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ConfigError(f"configuration file {str(path)!r} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML/JSON ({err})") from err
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: a configuration file must be a mapping of sections (seed, data, model, objective, "
+                              f"train), got a {type(raw).__name__}; see docs/training.md")
     return from_dict(merge(raw, parse_overrides(overrides or [])))
 
 

@@ -127,7 +127,18 @@ def load_codes(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such file")
-    with np.load(path, allow_pickle=False) as f:
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    how = "save the arrays together with numpy.savez(path, codes=..., factors=...)"
+    if magic.startswith(b"\x93NUMPY"):
+        raise ParameterError(f"{path}: a single .npy array, not an .npz archive; {how}")
+    if not magic.startswith(b"PK"):  # an .npz is a zip archive; numpy would talk of pickles here
+        raise ParameterError(f"{path}: not a NumPy .npz archive (it is not a zip file); {how}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:  # a truncated archive, or arrays of objects
+        raise ParameterError(f"{path}: not a readable .npz archive of numeric arrays ({err}); {how}") from err
+    with archive as f:
         missing = [k for k in ("codes", "factors") if k not in f.files]
         if missing:
             raise ParameterError(f"{path}: needs arrays 'codes' [N, D] and 'factors' [N, K]; missing {missing}; it has {f.files}")
@@ -343,7 +354,12 @@ class TorchScriptRepresentation:
             raise MissingFileError(f"{self.path}: no such file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still the portable format
-            self.module = torch.jit.load(str(self.path), map_location="cpu")
+            try:
+                self.module = torch.jit.load(str(self.path), map_location="cpu")
+            except (RuntimeError, ValueError) as err:  # not a TorchScript archive
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ParameterError(f"{self.path}: not a TorchScript file ({first}); export the encoder with "
+                                     "torch.jit.save(torch.jit.script(encoder), path)") from err
         self.module.eval()
         self.batch_size = int(batch_size)
         self.deterministic = bool(deterministic)

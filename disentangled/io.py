@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import DisentangledError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
@@ -34,6 +36,23 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+class NotWritableError(DisentangledError, PermissionError):
+    """A folder that must receive a result cannot be written; the message names it."""
+
+
+def check_writable(folder: str | os.PathLike, *, fix: str = "") -> Path:
+    """Create ``folder`` if needed and make sure a file can be written in it, before long work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise NotWritableError(f"{folder}: cannot write there ({err.strerror or err}){'; ' + fix if fix else ''}") from err
+    return folder
 
 
 def _umask() -> int:

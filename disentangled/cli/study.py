@@ -28,6 +28,7 @@ def plan(
     from ..study.spec import load_spec
 
     s = load_spec(spec)
+    s.run_configs()  # every run's configuration validated now, as `study run` will
     if model_num is not None:
         config = s.run_config(model_num)
         if as_json:

@@ -31,7 +31,7 @@ from typing import ClassVar
 import numpy as np
 
 from .base import FactorSpace, GroundTruthData, Prepared, Rng, gather_rows, randint
-from .paths import DataFileError, data_dir, find_file, missing_file_message
+from .paths import WRITABLE_FIX, DataFileError, data_dir, find_file, missing_file_message
 
 OFFICIAL_NPZ = "dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 OFFICIAL_HDF5 = "dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5"
@@ -261,12 +261,13 @@ def write_procedural(explicit_data_dir=None, *, progress: bool = True, chunk_siz
     """
     from tqdm import tqdm
 
-    from ..io import atomic_path
+    from ..io import atomic_path, check_writable
 
     dsprites_render = _renderer()
     path = procedural_cache_path(explicit_data_dir)
     if _procedural_cache_ok(path):
         return path
+    check_writable(path.parent, fix=WRITABLE_FIX)  # before minutes of rendering
     if path.is_file():
         os.remove(path)  # not ours, or from another layout: render again
     total = OFFICIAL_SPACE.num_combinations

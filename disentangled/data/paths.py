@@ -22,6 +22,8 @@ from pathlib import Path
 from ..errors import DisentangledError
 
 ENV_DATA = "DISENTANGLED_DATA"
+#: How to fix a data folder that cannot be written.
+WRITABLE_FIX = f"use a writable data folder: set {ENV_DATA} or pass --data-dir"
 ENV_DLIB = "DISENTANGLEMENT_LIB_DATA"
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from . import shapes3d_render
 from .base import FactorSpace, GroundTruthData, Prepared, Rng, as_unit_float, gather_rows
 from .mpi3d import npz_member_info, open_npz_member
-from .paths import DataFileError, data_dir, find_file, missing_file_message
+from .paths import WRITABLE_FIX, DataFileError, data_dir, find_file, missing_file_message
 from .smallnorb import fingerprint
 
 NAME = "shapes3d"
@@ -242,11 +242,12 @@ def write_procedural(explicit_data_dir=None, *, progress: bool = True, blocks_pe
     import h5py
     from tqdm import tqdm
 
-    from ..io import atomic_path
+    from ..io import atomic_path, check_writable
 
     path = procedural_path(explicit_data_dir)
     if path.is_file() and _procedural_file_ok(path):
         return path
+    check_writable(path.parent, fix=WRITABLE_FIX)  # before minutes of ray casting and rendering
     keys = np.stack(np.unravel_index(np.arange(8 * 4 * 15), (8, 4, 15)), axis=1)
     store = shapes3d_render.layers()
     for key in tqdm(keys, unit="layer", desc="ray-casting Shapes3D layers", disable=not progress):

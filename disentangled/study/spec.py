@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..config import ConfigError, RunConfig, from_dict, merge
+from ..config import ConfigError, RunConfig, from_dict, merge, yaml_load
 from ..errors import ParameterError, UnknownNameError, close_matches
 from ..registry import Registry
 from .sweep import SpecError, expand, nest
@@ -127,7 +127,7 @@ def load_spec(spec: str | Path) -> StudySpec:
     if not path.is_file():
         raise SpecError(f"study spec {str(path)!r} does not exist; give a preset name ({', '.join(presets())}) or a YAML path")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml_load(path.read_text())
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML ({err})") from err
     return from_mapping(raw, source=str(path))
