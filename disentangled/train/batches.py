@@ -73,7 +73,14 @@ class MemberBatches:
             return "data set"
         return "table on device" if isinstance(self.table, torch.Tensor) else "table in host memory"
 
-    def __call__(self, rngs: Sequence[np.random.Generator]) -> torch.Tensor:
+    @classmethod
+    def for_runs(cls, configs, data, device, *, table: bool | None = None) -> "MemberBatches":
+        """The batch source of runs ``configs`` (the constructor every entry of :data:`BATCH_SOURCES` has)."""
+        return cls(data, configs[0].train.batch_size, device, table=table)
+
+    def __call__(self, rngs: Sequence[np.random.Generator], positions: Sequence[int] | None = None) -> torch.Tensor:
+        """One batch per generator, stacked; ``positions``: which of the runs given to :meth:`for_runs` draw
+        (sources whose runs have settings of their own use it; images need none)."""
         data, b = self.data, self.batch_size
         if self.table is None:
             batch = np.stack([data.sample_observations(b, rng=r) for r in rngs])
@@ -113,3 +120,9 @@ def _upload(images: np.ndarray, device: torch.device) -> torch.Tensor:
         out[start:start + slab.shape[0]].copy_(torch.from_numpy(slab))
     return out
 
+
+#: Batch sources by the objective's ``batch_kind``: ``Source.for_runs(configs, data, device, table=)``
+#: builds one for the runs ``configs`` (one run, or an ensemble's members in order); calling it
+#: with one generator per drawing member (and their ``positions`` among ``configs``) returns the
+#: step's batch, every tensor with the members along its first axis.
+BATCH_SOURCES = {"images": MemberBatches}

@@ -37,7 +37,7 @@ from ..config import RunConfig
 from ..errors import DisentangledError
 from ..rundir import RunDir
 from . import checkpoint as ckpt
-from .batches import MemberBatches
+from .batches import BATCH_SOURCES
 from .optim import make_optimizer
 
 
@@ -88,11 +88,14 @@ def make_optimizers(config: RunConfig, model, *, stacked: bool = False) -> dict[
 def batch_source(configs: Sequence[RunConfig], data, device, *, table: bool | None = None):
     """The batches of a step for the runs ``configs`` (one run, or an ensemble's members, in order).
 
-    Called with one generator per member, it returns the step's batch with the members
-    along the first axis of every tensor (a tensor, or a tuple or dict of tensors), which is
-    what the model's ``loss_terms`` takes; :func:`member_batch` gives a single model's part.
+    The source is the one the objective's ``batch_kind`` names in :data:`BATCH_SOURCES`.
+    Called with one generator per member (and the members' positions in ``configs``), it
+    returns the step's batch with the members along the first axis of every tensor (a
+    tensor, or a tuple or dict of tensors), which is what the model's ``loss_terms`` takes;
+    :func:`member_batch` gives a single model's part.
     """
-    return MemberBatches(data, configs[0].train.batch_size, device, table=table)
+    kind = type(configs[0].build_objective()).batch_kind
+    return BATCH_SOURCES[kind].for_runs(configs, data, device, table=table)
 
 
 def member_batch(batch, i: int):
@@ -257,8 +260,9 @@ def evaluate(model, members: Sequence[Member], batches, *, stacked: bool) -> lis
     generators = [torch.Generator().manual_seed(m.seeds["eval"]) for m in members]
     sums: list[dict] = [{} for _ in members]
     model.eval()
+    positions = [m.index for m in members] if stacked else [0]
     for _ in range(t.eval_batches):
-        batch = batches(rngs)
+        batch = batches(rngs, positions)
         terms = model.loss_terms(batch if stacked else member_batch(batch, 0), step=t.steps,
                                  generator=generators if stacked else generators[0])
         for k, v in terms.items():

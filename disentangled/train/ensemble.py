@@ -157,7 +157,7 @@ def train_ensemble(
 
     steps = first.train.steps
     _, template = build(first, data)
-    batches = batch_source([m.config for m in members], data, device, table=table)
+    batches = batch_source(configs, data, device, table=table)
     bar = tqdm(total=steps, initial=min(m.step for m in members), desc=f"ensemble {first.objective['name']}",
                unit="step", disable=not progress, dynamic_ncols=True)
     tf32 = _tf32_off() if (device.type == "cuda" and not allow_tf32) else contextlib.nullcontext()
@@ -243,13 +243,14 @@ def _segment(group, template, data, batches, start, stop, bar, outcomes, live) -
     model, opts = _stack(group, template, data, batches.device)
     t = group[0].config.train
     generators = [m.generator for m in group]
+    positions = [m.index for m in group]
     logs = [m.open_log() for m in group]
     for m in group:
         m.start_clock()
     failed: set[int] = set()
     try:
         for step in range(start, stop):
-            terms = model.loss_terms(batches([m.data_rng for m in group]), step=step, generator=generators)
+            terms = model.loss_terms(batches([m.data_rng for m in group], positions), step=step, generator=generators)
             for i, ok in enumerate(finite_members(terms)):
                 if not ok and i not in failed:
                     failed.add(i)

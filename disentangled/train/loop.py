@@ -55,7 +55,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     member.start_clock()
     with bar, member.open_log() as log:
         for step in range(member.step, t.steps):
-            batch = member_batch(batches([member.data_rng]), 0)
+            batch = member_batch(batches([member.data_rng], [0]), 0)
             terms = model.loss_terms(batch, step=step, generator=member.generator)
             if not finite_members(terms)[0]:
                 raise member.fail(step, {k: v.item() for k, v in terms.items()})

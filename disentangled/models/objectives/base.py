@@ -79,6 +79,9 @@ class Objective(abc.ABC):
     name: ClassVar[str]
     #: True when the model must carry a discriminator trained alongside (FactorVAE).
     needs_discriminator: ClassVar[bool] = False
+    #: What a training batch holds, a key of :data:`disentangled.train.batches.BATCH_SOURCES`:
+    #: ``"images"`` (observations only) for the unsupervised objectives.
+    batch_kind: ClassVar[str] = "images"
 
     @abc.abstractmethod
     def coefficients(self, step) -> dict:
