@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from .common import DataDirOption, SourceOption, console, dataset_options
+from ..errors import ParameterError
 
 app = typer.Typer(help="Ground-truth data sets: list, prepare, show, download.", no_args_is_help=True)
 
@@ -63,7 +64,7 @@ def show(
     from ..viz import factor_variations, save_labelled_grid
 
     if num_values < 2:
-        raise ValueError(f"--num-values must be at least 2, got {num_values}")
+        raise ParameterError(f"--num-values must be at least 2, got {num_values}")
     data = get(name, **dataset_options(source, data_dir))
     images, labels, _ = factor_variations(data, rng=np.random.default_rng(seed), num_values=num_values)
     title = f"{name} ({data.describe()['source']}, seed {seed})"

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, ClassVar, Iterator, Union
 
 import numpy as np
 
+# the close-match hint of every error message lives with the project's errors (re-exported here for the data sets)
+from ..errors import ParameterError, close_matches  # noqa: F401
+
 if TYPE_CHECKING:
     import torch
 
@@ -149,7 +152,7 @@ class FactorSpace:
 
 def _check_count(n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"number of samples must be a non-negative integer, got {n!r}")
+        raise ParameterError(f"number of samples must be a non-negative integer, got {n!r}")
     return int(n)
 
 
@@ -320,7 +323,7 @@ class GroundTruthData(abc.ABC):
         import torch  # here, so that the data sets (and the metrics' worker processes) load without it
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
         while True:
             obs = self.sample_observations(int(batch_size), rng=rng)
             yield torch.from_numpy(obs).to(device, non_blocking=True)
@@ -352,6 +355,3 @@ def as_unit_float(images: np.ndarray, scale: float) -> np.ndarray:
         out *= np.float32(1.0 / scale)
     return out
 
-
-# the close-match hint of every error message lives with the project's errors
-from ..errors import close_matches  # noqa: E402,F401  (re-exported: data sets and older callers import it here)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import DisentangledError
 from .paths import data_dir
+from ..errors import ParameterError
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def download(name: str, *, root: str | os.PathLike | None = None, progress: bool
     if name not in REMOTES:
         from .base import close_matches
 
-        raise ValueError(f"no download is known for {name!r}; downloadable: {', '.join(REMOTES)}." + close_matches(name, list(REMOTES)))
+        raise ParameterError(f"no download is known for {name!r}; downloadable: {', '.join(REMOTES)}." + close_matches(name, list(REMOTES)))
     base = data_dir(root)
     return [fetch(remote, base, progress=progress) for remote in REMOTES[name]]
 

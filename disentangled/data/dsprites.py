@@ -32,6 +32,7 @@ import numpy as np
 
 from .base import FactorSpace, GroundTruthData, Prepared, Rng, gather_rows, randint
 from .paths import WRITABLE_FIX, DataFileError, data_dir, find_file, missing_file_message
+from ..errors import ParameterError
 
 OFFICIAL_NPZ = "dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 OFFICIAL_HDF5 = "dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5"
@@ -299,7 +300,7 @@ class DSpritesFamily(GroundTruthData):
 
     def __init__(self, source: str = "official", data_dir: str | os.PathLike | None = None, strict: bool = True):
         if source not in SOURCES:
-            raise ValueError(f"{self.name}: source must be one of {list(SOURCES)}, got {source!r}")
+            raise ParameterError(f"{self.name}: source must be one of {list(SOURCES)}, got {source!r}")
         self._images = _Images(source, data_dir, strict)
         self.observation_shape = (self.channels, 64, 64)
 

@@ -41,6 +41,7 @@ identity. It is *not* the official file: label data made with it
 from __future__ import annotations
 
 from typing import Iterator
+from ..errors import ParameterError
 
 import numpy as np
 
@@ -365,7 +366,7 @@ def render(factors: np.ndarray, chunk_size: int = _DEFAULT_CHUNK) -> np.ndarray:
     """
     factors = _validate(factors)
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise ParameterError(f"chunk_size must be >= 1, got {chunk_size}")
     if len(factors) <= chunk_size:
         return _render_chunk(factors)
     out = np.empty((len(factors), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
@@ -392,9 +393,9 @@ def render_grid_chunks(
     """
     stop = NUM_IMAGES if stop is None else stop
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise ParameterError(f"chunk_size must be >= 1, got {chunk_size}")
     if not 0 <= start <= stop <= NUM_IMAGES:
-        raise ValueError(f"need 0 <= start <= stop <= {NUM_IMAGES}, got start={start}, stop={stop}")
+        raise ParameterError(f"need 0 <= start <= stop <= {NUM_IMAGES}, got start={start}, stop={stop}")
     for first in range(start, stop, chunk_size):
         last = min(first + chunk_size, stop)
         yield first, render(_grid_factors(first, last), chunk_size=chunk_size)

@@ -33,6 +33,7 @@ import numpy as np
 
 from .base import FactorSpace, GroundTruthData, Prepared, Rng
 from .paths import DataFileError, find_file, missing_file_message
+from ..errors import ParameterError
 
 FACTOR_NAMES = (
     "object_color", "object_shape", "object_size", "camera_height",
@@ -148,7 +149,7 @@ class MPI3D(GroundTruthData):
         if factor_sizes is not None:
             factor_sizes = tuple(int(s) for s in factor_sizes)
             if len(factor_sizes) != len(FACTOR_NAMES):
-                raise ValueError(f"{self.name}: factor_sizes needs {len(FACTOR_NAMES)} sizes ({', '.join(FACTOR_NAMES)}), got {list(factor_sizes)}")
+                raise ParameterError(f"{self.name}: factor_sizes needs {len(FACTOR_NAMES)} sizes ({', '.join(FACTOR_NAMES)}), got {list(factor_sizes)}")
         self.factor_sizes_option = factor_sizes
         self._space: FactorSpace | None = None
         self._images: np.ndarray | None = None

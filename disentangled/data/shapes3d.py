@@ -37,6 +37,7 @@ from .base import FactorSpace, GroundTruthData, Prepared, Rng, as_unit_float, ga
 from .mpi3d import npz_member_info, open_npz_member
 from .paths import WRITABLE_FIX, DataFileError, data_dir, find_file, missing_file_message
 from .smallnorb import fingerprint
+from ..errors import ParameterError
 
 NAME = "shapes3d"
 OFFICIAL_H5 = "3dshapes/3dshapes.h5"
@@ -94,7 +95,7 @@ def official_labels(space: FactorSpace = OFFICIAL_SPACE) -> np.ndarray:
     factor for a reduced grid): hues 0.0..0.9, scale 0.75..1.25, shape 0..3, orientation -30..30."""
     for name, size, full in zip(space.names, space.sizes, OFFICIAL_SPACE.sizes):
         if size > full:
-            raise ValueError(f"factor {name!r}: {size} values, the official grid has {full}")
+            raise ParameterError(f"factor {name!r}: {size} values, the official grid has {full}")
     return shapes3d_render.label_values(space.all_factors())
 
 
@@ -316,7 +317,7 @@ class Shapes3D(GroundTruthData):
 
     def __init__(self, source: str = "official", data_dir: str | os.PathLike | None = None, strict: bool = True):
         if source not in SOURCES:
-            raise ValueError(f"{self.name}: source must be one of {list(SOURCES)}, got {source!r}")
+            raise ParameterError(f"{self.name}: source must be one of {list(SOURCES)}, got {source!r}")
         self.source = source
         self.data_dir_option = data_dir
         self.strict = bool(strict)

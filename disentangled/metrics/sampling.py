@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.base import Rng, check_rng
+from ..errors import ParameterError
 
 Representation = Callable[[np.ndarray], np.ndarray]
 
@@ -210,7 +211,7 @@ def sample_codes(
     """
     check_rng(rng)
     if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
-        raise ValueError(f"number of points must be a positive integer, got {num_points!r}")
+        raise ParameterError(f"number of points must be a positive integer, got {num_points!r}")
     enc = Encoder(data, representation, cache=cache)
     factors = []
     done = 0

@@ -34,6 +34,7 @@ from pathlib import Path
 from .spec import StudySpec
 from ..errors import DisentangledError
 from ..rundir import RunDir, StudyDir
+from ..errors import ParameterError
 
 EXECUTORS = ("inline", "local", "ray")
 
@@ -278,9 +279,9 @@ def run_study(
     from tqdm import tqdm
 
     if executor not in EXECUTORS:
-        raise ValueError(f"--executor must be one of {list(EXECUTORS)}, got {executor!r}")
+        raise ParameterError(f"--executor must be one of {list(EXECUTORS)}, got {executor!r}")
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ValueError(f"--max-attempts must be an integer >= 1, got {max_attempts!r}")
+        raise ParameterError(f"--max-attempts must be an integer >= 1, got {max_attempts!r}")
     study = StudyDir(study_dir)
     nums = list(only) if only is not None else list(range(len(spec)))
     todo = pending(study_dir, spec, nums, retry_failed)
@@ -298,18 +299,18 @@ def run_study(
     bar = tqdm(total=len(nums), initial=len(nums) - len(todo), desc=f"study {spec.name}", unit="run", disable=not progress)
     spec_dict = spec.to_dict()
     if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise ParameterError(f"--workers must be at least 1, got {workers}")
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
+        raise ParameterError(f"--threads must be at least 1, got {threads}")
     if ensemble is not None and ensemble < 1:
-        raise ValueError(f"--ensemble must be at least 1 (1 trains each run alone), got {ensemble}")
+        raise ParameterError(f"--ensemble must be at least 1 (1 trains each run alone), got {ensemble}")
     ensemble = ensemble or default_ensemble()
     if workers is None and ensemble > 1 and default_ensemble() > 1:
         workers = 1  # a GPU: one process feeds it whole ensembles
     workers = workers or max(1, min(len(ensemble_jobs(spec, todo, ensemble)), (os.cpu_count() or 1)))
     gpu = ensemble > 1 and default_ensemble() > 1
     if eval_workers is not None and eval_workers < 0:
-        raise ValueError(f"--eval-workers must be 0 or more, got {eval_workers}")
+        raise ParameterError(f"--eval-workers must be 0 or more, got {eval_workers}")
     if eval_workers is None:
         eval_workers = max(1, (os.cpu_count() or 1) - workers) if gpu else 0
     # a process driving a GPU needs one thread; on the CPU the cores are shared among the workers

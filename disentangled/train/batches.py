@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..data.base import gather_rows
+from ..errors import ParameterError
 
 #: Keep the table on the GPU only while it takes at most this share of the free memory.
 DEVICE_TABLE_SHARE = 0.5
@@ -50,7 +51,7 @@ class MemberBatches:
 
     def __init__(self, data, batch_size: int, device, *, table: bool | None = None, placement: str | None = None):
         if placement not in (None, "device", "host"):
-            raise ValueError(f"placement: expected 'device', 'host' or None, got {placement!r}")
+            raise ParameterError(f"placement: expected 'device', 'host' or None, got {placement!r}")
         self.data = data
         self.batch_size = int(batch_size)
         self.device = torch.device(device)

@@ -60,6 +60,7 @@ import torch
 from ..config import RunConfig
 from ..rundir import RunDir
 from .core import Member, batch_source, build, evaluate, finite_members, make_optimizers, training_device, update
+from ..errors import ParameterError
 
 #: Members stacked at once on the CPU. There each member runs its own kernels in turn, so
 #: a stack brings shared bookkeeping, not wider kernels; beyond a few dozen members the
@@ -82,13 +83,13 @@ def stack_key(config: RunConfig) -> str:
 def check_stackable(configs: Sequence[RunConfig]) -> None:
     """Raise ``ValueError`` naming the keys that keep ``configs`` from training as one ensemble."""
     if not configs:
-        raise ValueError("configs: expected at least one run configuration, got none")
+        raise ParameterError("configs: expected at least one run configuration, got none")
     flats = [_flatten(c.to_dict()) for c in configs]
     keys = sorted(set().union(*flats))
     differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
     fixed = [k for k in differing if k not in STACKABLE and not all(_numeric_objective_key(k, f.get(k)) for f in flats)]
     if fixed:
-        raise ValueError(
+        raise ParameterError(
             f"configs: ensemble members may differ only in seed and the objective's numeric hyperparameters; "
             f"these differ: {', '.join(fixed)}. Train such runs in separate ensembles (study run --ensemble groups them)."
         )
@@ -125,9 +126,9 @@ def train_ensemble(
     configs = list(configs)
     runs = [RunDir(d) for d in run_dirs]
     if len(configs) != len(runs):
-        raise ValueError(f"run_dirs: expected one run directory per config ({len(configs)}), got {len(runs)}")
+        raise ParameterError(f"run_dirs: expected one run directory per config ({len(configs)}), got {len(runs)}")
     if len({r.path.resolve() for r in runs}) != len(runs):
-        raise ValueError("run_dirs: every member needs its own run directory; some are repeated")
+        raise ParameterError("run_dirs: every member needs its own run directory; some are repeated")
     check_stackable(configs)
     device = training_device(device)
     from .. import data as data_module
@@ -136,7 +137,7 @@ def train_ensemble(
     data = data if data is not None else data_module.get(first.data.name, **first.data.options())
     cap = max_members if max_members is not None else (CPU_MAX_MEMBERS if device.type == "cpu" else len(configs))
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise ValueError(f"max_members: expected a positive integer, got {max_members!r}")
+        raise ParameterError(f"max_members: expected a positive integer, got {max_members!r}")
     if len(configs) > cap:  # consecutive ensembles of at most ``cap`` members; they share no arithmetic
         outcomes: list = []
         for lo in range(0, len(configs), cap):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.optim.adam import adam as _torch_adam
+from ..errors import ParameterError
 
 _f32 = np.float32
 
@@ -66,12 +67,12 @@ class TF1Adam(_StackedMixin, torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
                  stacked: bool = False):
         if not lr >= 0:
-            raise ValueError(f"TF1Adam: lr must be >= 0, got {lr}")
+            raise ParameterError(f"TF1Adam: lr must be >= 0, got {lr}")
         if not eps >= 0:
-            raise ValueError(f"TF1Adam: eps must be >= 0, got {eps}")
+            raise ParameterError(f"TF1Adam: eps must be >= 0, got {eps}")
         for i, b in enumerate(betas):
             if not 0 <= b < 1:
-                raise ValueError(f"TF1Adam: betas[{i}] must be in [0, 1), got {b}")
+                raise ParameterError(f"TF1Adam: betas[{i}] must be in [0, 1), got {b}")
         super().__init__(params, {"lr": lr, "betas": (betas[0], betas[1]), "eps": eps})
         self.stacked = bool(stacked)
 
@@ -189,7 +190,7 @@ def make_optimizer(rule: str, params, settings, *, stacked: bool = False) -> tor
     if not isinstance(rule, str) or rule not in OPTIMIZERS:
         from ..data.base import close_matches
 
-        raise ValueError(f"train.optimizer: unknown update rule {rule!r}; known: {list(OPTIMIZERS)}."
+        raise ParameterError(f"train.optimizer: unknown update rule {rule!r}; known: {list(OPTIMIZERS)}."
                          + close_matches(str(rule), list(OPTIMIZERS)))
     return OPTIMIZERS[rule](params, lr=float(settings.lr), betas=(float(settings.beta1), float(settings.beta2)),
                             eps=float(settings.eps), stacked=stacked)

@@ -77,7 +77,7 @@ class Representation:
 
     def __init__(self, model, kind: str = "mean", *, seed: int = 0, batch_size: int | None = None, device=None):
         if kind not in KINDS:
-            raise ValueError(f"representation must be one of {list(KINDS)}, got {kind!r}")
+            raise ParameterError(f"representation must be one of {list(KINDS)}, got {kind!r}")
         self.device = resolve_device(device)
         self.model, self.kind = model.to(self.device), kind
         self.batch_size = batch_size or (256 if self.device.type == "cpu" else 4096)
