@@ -39,9 +39,8 @@ import contextlib
 import fcntl
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .errors import DisentangledError
 from .io import write_json_atomic
@@ -63,20 +62,38 @@ class StudyDirError(DisentangledError, ValueError):
 LEGACY_OPTIMIZER = "torch_adam"
 
 
-@dataclass(frozen=True)
-class RunDir:
-    """One run directory (see the module docstring for its layout and protocol)."""
+class _Folder:
+    """A folder with a protocol: compares, hashes and converts (``os.fspath``) as its path."""
 
-    path: Path
+    __slots__ = ("path",)
 
-    def __init__(self, path: str | os.PathLike | "RunDir"):
-        object.__setattr__(self, "path", Path(path.path if isinstance(path, RunDir) else path))
+    def __init__(self, path: str | os.PathLike | _Folder):
+        object.__setattr__(self, "path", Path(path.path if isinstance(path, _Folder) else path))
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __fspath__(self) -> str:
         return str(self.path)
 
     def __str__(self) -> str:
         return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.path))
+
+    def __reduce__(self):  # pickles (for worker processes) as the path it is
+        return type(self), (str(self.path),)
+
+
+class RunDir(_Folder):
+    """One run directory (see the module docstring for its layout and protocol)."""
 
     # -- the files ---------------------------------------------------------------------
     @property
@@ -296,20 +313,8 @@ class RunDir:
         return bool(failure) and not failure.get("transient", False)
 
 
-@dataclass(frozen=True)
-class StudyDir:
+class StudyDir(_Folder):
     """A study directory: its spec and its runs by model number (see the module docstring)."""
-
-    path: Path
-
-    def __init__(self, path: str | os.PathLike | "StudyDir"):
-        object.__setattr__(self, "path", Path(path.path if isinstance(path, StudyDir) else path))
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __str__(self) -> str:
-        return str(self.path)
 
     @property
     def spec_file(self) -> Path:
