@@ -78,3 +78,47 @@ def test_evaluation_on_the_gpu_records_it(tmp_path):
         # the codes agree to about 1e-5 (above); a code that close to a histogram bin's edge may
         # still change bins, which moves MIG by about one sample's share of the information
         assert on_gpu["mig"]["scores"][key] == pytest.approx(value, abs=0.02), key
+
+
+@pytest.mark.parametrize("rule", ["tf1_adam", "torch_adam"])
+def test_one_model_trained_on_the_gpu_tracks_its_cpu_twin(tmp_path, rule):
+    from disentangled.rundir import RunDir
+    from disentangled.train import train
+
+    from test_ensemble import tiny
+
+    config = tiny(0, "factor_vae", 10.0, **{"train.optimizer": rule})
+    cpu = train(config, tmp_path / "cpu", progress=False, device="cpu")
+    gpu = train(config, tmp_path / "gpu", progress=False, device="cuda")
+    for key in ("reconstruction_loss", "kl_loss", "loss"):
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-5, abs=1e-5), key
+    meta = RunDir(tmp_path / "gpu").metadata()
+    assert meta["device"].startswith("cuda:") and meta["gpu"]
+
+
+def test_a_run_started_on_the_gpu_resumes_on_the_cpu(tmp_path):
+    from disentangled.rundir import RunDir
+    from disentangled.train import core, train
+
+    from test_ensemble import tiny
+
+    config = tiny(1)
+    real, calls = core.Member.checkpoint, {"n": 0}
+
+    def stop_after_first(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    core.Member.checkpoint = stop_after_first
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path / "run", progress=False, device="cuda")
+    finally:
+        core.Member.checkpoint = real
+    results = train(config, tmp_path / "run", resume=True, progress=False, device="cpu")
+    run = RunDir(tmp_path / "run")
+    events = [json.loads(x) for x in run.log_file.read_text().splitlines() if "event" in x]
+    assert events and events[0]["previous_device"].startswith("cuda:") and events[0]["device"] == "cpu"
+    assert run.is_done and np.isfinite(results["loss"])
