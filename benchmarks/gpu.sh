@@ -10,7 +10,9 @@
 #      representation at study sizes (benchmarks/metrics.py --skip-reference --jobs 1);
 #   4. the projected time of the 12,600-model study, training, encoding and metrics
 #      (benchmarks/project.py), in float32 and with TF32;
-#   5. when disent can be imported (or its wheel lies in .whl/: `pip download --no-deps
+#   5. one model trained with `disentangled train --device cuda` (TRAIN_STEPS steps; its
+#      steps per second and metadata), the command a user runs;
+#   6. when disent can be imported (or its wheel lies in .whl/: `pip download --no-deps
 #      disent==0.8.0 -d .whl`; everything it needs is on the GPU machines here), one step
 #      of disent's BetaVae beside ours and the plain loop on the GPU (benchmarks/peers.py).
 # Results go to $OUT (if set) or benchmarks/out/ as two files: gpu_report.md (every table,
@@ -39,6 +41,7 @@ DEVICE=${DEVICE:-cuda}
 SIZES=${SIZES:-1 8 32 128}
 METRIC_SIZES=${METRIC_SIZES:-study}
 PEER_SIZES=${PEER_SIZES:-32 128}
+TRAIN_STEPS=${TRAIN_STEPS:-2000}   # steps of the single model trained with `disentangled train --device`
 DEADLINE=${DEADLINE:-300}   # seconds: optional parts (TF32, disent) are skipped when they would run past it
 
 say() { echo "[gpu.sh] $*" | tee -a "$WORK/log.txt"; }
@@ -126,6 +129,22 @@ timeout "$BUDGET" "$PY" benchmarks/ensemble.py --device "$DEVICE" --sizes $SIZES
 STATUS=${PIPESTATUS[0]}
 [ "$STATUS" -ne 0 ] && say "benchmarks/ensemble.py stopped with status $STATUS (124: over the ${BUDGET}s budget)"
 
+say "one model with the command users run: disentangled train --device $DEVICE ($TRAIN_STEPS steps of beta_vae, batches from the device table)"
+rm -rf "$WORK/train_one"
+TRAIN_T0=$(date +%s.%N)
+timeout 120 "$PY" -m disentangled train data.source=procedural train.steps="$TRAIN_STEPS" train.eval_batches=10 \
+    train.checkpoint_every="$TRAIN_STEPS" --out "$WORK/train_one" --device "$DEVICE" --no-progress >"$WORK/train_one.log" 2>&1 \
+    && "$PY" - "$WORK/train_one" "$TRAIN_T0" "$(date +%s.%N)" "$TRAIN_STEPS" >"$WORK/train_one.json" <<'PYEOF' \
+    && say "train --device: $(cat "$WORK/train_one.json")" || say "train --device $DEVICE failed or timed out (see train_one.log)"
+import json, sys
+from disentangled.rundir import RunDir
+run, t0, t1, steps = RunDir(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+meta, res = run.metadata(), run.results()
+print(json.dumps({"device": meta["device"], "gpu": meta.get("gpu"), "optimizer": meta["optimizer"], "steps": steps,
+                  "train_seconds": round(res["elapsed_time"], 2), "steps_per_second": round(steps / res["elapsed_time"], 1),
+                  "command_seconds": round(t1 - t0, 1), "loss": round(res["loss"], 3)}))
+PYEOF
+
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 if [ "$DEVICE" = cuda ] && [ "$(left)" -lt 90 ]; then
     say "skipping the TF32 measurement: $(left) s left of the ${DEADLINE} s deadline"
@@ -162,7 +181,7 @@ done
 say "done in $(( $(date +%s) - START )) s"
 {
     echo "# benchmarks/gpu.sh, $(date -u '+%Y-%m-%d %H:%M UTC')"
-    for f in log.txt nvidia-smi.txt ensemble_cuda.md ensemble_cuda_tf32.md metrics.md project_ensemble_cuda.md \
+    for f in log.txt nvidia-smi.txt train_one.log ensemble_cuda.md ensemble_cuda_tf32.md metrics.md project_ensemble_cuda.md \
              project_ensemble_cuda_tf32.md peers.md cuda_tests.log prepare.log metrics.log peers.log; do
         [ -s "$WORK/$f" ] || continue
         printf '\n## %s\n\n' "$f"
