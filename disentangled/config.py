@@ -7,7 +7,7 @@ resolved configuration is saved in every run directory and the run id is a hash 
 Keys (all optional; the defaults are the study's settings)::
 
     seed: 0
-    data:      {name: dsprites_full, source: official}
+    data:      {name: dsprites_full, source: official}   # + pairs: {sampler: dlib, k: 1} for the weak objectives
     model:     {architecture: conv, num_latent: 10, reconstruction: bernoulli, kernel_size_34: 2,
                 channels_last: true}
     objective: {name: beta_vae, beta: 1.0}        # the objective's own hyperparameters
@@ -35,9 +35,43 @@ class ConfigError(ParameterError):
 
 
 @dataclass(frozen=True)
+class PairsConfig:
+    """Pairs of observations for the weakly-supervised objectives (``data.pairs``; docs/weak.md).
+
+    ``sampler``: ``dlib`` (the reference code's dynamics, the default) or ``paper`` (Section 5
+    as written); ``k``: how many factors a pair changes, in ``[1, d - 1]``, or ``-1`` for a
+    ``k`` drawn per pair (the paper's k = Rnd). See :mod:`disentangled.data.pairs`.
+    """
+
+    sampler: str = "dlib"
+    k: int = 1
+
+    def __post_init__(self):
+        from .data.pairs import SAMPLERS
+
+        check_choice("data.pairs.sampler", self.sampler, SAMPLERS, error=ConfigError)
+        check_int("data.pairs.k", self.k, error=ConfigError)  # its range depends on the data set: DataConfig
+
+
+def _pairs(value) -> PairsConfig:
+    if isinstance(value, PairsConfig):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"data.pairs must be a mapping with keys sampler and k (or null for single observations), "
+                          f"got {value!r}; for example data.pairs.k=1")
+    known = [f.name for f in fields(PairsConfig)]
+    for key in value:
+        if key not in known:
+            raise ConfigError(f"unknown configuration key 'data.pairs.{key}'; known: {known}." + close_matches(str(key), known))
+    return PairsConfig(**dict(value))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     name: str = "dsprites_full"
     source: str = "official"
+    #: pairs of observations (weak supervision); None: single observations, the unsupervised methods' data
+    pairs: PairsConfig | None = None
 
     def __post_init__(self):
         from .data import DATASETS, options_of
@@ -47,6 +81,12 @@ class DataConfig:
             from .data.dsprites import SOURCES
 
             check_choice("data.source", self.source, SOURCES, error=ConfigError)
+        if self.pairs is not None:
+            from .data import get
+            from .data.pairs import check_pairs
+
+            object.__setattr__(self, "pairs", _pairs(self.pairs))
+            check_pairs(self.pairs.k, self.pairs.sampler, get(self.name, **self.options()), error=ConfigError)
 
     def options(self) -> dict:
         from .data import options_of
@@ -95,9 +135,7 @@ class TrainConfig:
         _check_int("train.eval_batches", self.eval_batches, 0)
         from .train.optim import OPTIMIZERS
 
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"train.optimizer: unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}."
-                              + close_matches(str(self.optimizer), list(OPTIMIZERS)))
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS, error=ConfigError)
         _check_float("train.lr", self.lr, 0.0, strict=True)
         _check_float("train.eps", self.eps, 0.0, strict=True)
         for name in ("beta1", "beta2"):
@@ -115,6 +153,7 @@ class RunConfig:
     def __post_init__(self):
         _check_int("seed", self.seed, 0)
         object.__setattr__(self, "objective", _resolve_objective(self.objective))
+        _check_pairing(self.objective["name"], self.data)
 
     def build_objective(self):
         from .models import get_objective
@@ -125,6 +164,8 @@ class RunConfig:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["objective"] = dict(self.objective)
+        if out["data"].get("pairs") is None:  # single observations: no key, so their run ids stay what they were
+            out["data"].pop("pairs", None)
         return out
 
     @property
@@ -146,6 +187,25 @@ def _resolve_objective(mapping) -> dict:
     except ParameterError as err:
         raise ConfigError(f"objective: {err}") from err
     return {"name": name, **objective.hyperparameters()}
+
+
+def _check_pairing(objective: str, data: DataConfig) -> None:
+    """A weakly-supervised objective needs pairs (``data.pairs``); every other objective refuses them."""
+    from .models import OBJECTIVES
+
+    weak = sorted(n for n, cls in OBJECTIVES.items() if cls.batch_kind == "pairs")
+    if OBJECTIVES[objective].batch_kind == "pairs" and data.pairs is None:
+        raise ConfigError(
+            f"data.pairs must be set for objective {objective!r}, which trains on pairs of observations, got None; "
+            f"set data.pairs.k=1 (how many factors a pair changes; -1: drawn per pair) and optionally "
+            f"data.pairs.sampler=dlib|paper (docs/weak.md)"
+        )
+    if OBJECTIVES[objective].batch_kind != "pairs" and data.pairs is not None:
+        raise ConfigError(
+            f"data.pairs must be unset (null) for objective {objective!r}, which trains on single observations, "
+            f"got {dataclasses.asdict(data.pairs)}; remove the data.pairs keys (or set data.pairs=null), or choose a "
+            f"weakly-supervised objective ({', '.join(weak)})"
+        )
 
 
 # the checks of :mod:`disentangled.errors`, raising ConfigError

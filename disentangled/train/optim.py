@@ -40,7 +40,8 @@ import numba
 import numpy as np
 import torch
 from torch.optim.adam import adam as _torch_adam
-from ..errors import ParameterError
+from ..errors import ParameterError, check_choice
+from ..registry import Registry
 
 _f32 = np.float32
 
@@ -228,17 +229,13 @@ class TorchAdam(_StackedMixin, torch.optim.Adam):
 
 
 #: Update rules by their ``train.optimizer`` name.
-OPTIMIZERS = {"tf1_adam": TF1Adam, "torch_adam": TorchAdam}
+OPTIMIZERS = Registry("update rule", {"tf1_adam": TF1Adam, "torch_adam": TorchAdam})
 DEFAULT_OPTIMIZER = "tf1_adam"
 
 
 def make_optimizer(rule: str, params, settings, *, stacked: bool = False) -> torch.optim.Optimizer:
     """The optimiser ``rule`` (a key of :data:`OPTIMIZERS`) over ``params``, with ``settings``'
     ``lr``, ``beta1``, ``beta2`` and ``eps`` (an ``AdamSettings`` or a ``TrainConfig``)."""
-    if not isinstance(rule, str) or rule not in OPTIMIZERS:
-        from ..data.base import close_matches
-
-        raise ParameterError(f"train.optimizer: unknown update rule {rule!r}; known: {list(OPTIMIZERS)}."
-                         + close_matches(str(rule), list(OPTIMIZERS)))
+    check_choice("train.optimizer", rule, OPTIMIZERS)
     return OPTIMIZERS[rule](params, lr=float(settings.lr), betas=(float(settings.beta1), float(settings.beta2)),
                             eps=float(settings.eps), stacked=stacked)
