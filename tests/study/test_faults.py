@@ -143,3 +143,31 @@ def test_a_dead_worker_gives_transient_failures(tmp_path):
     assert [r["model_num"] for r in results] == [0, 3] and all(r["transient"] for r in results)
     assert "WorkerLost" in results[0]["reason"] and not StudyDir(out).run(0).failed_for_good
     assert execute.pending(out, spec, None) == [0, 1, 2, 3]
+
+
+def test_a_run_held_by_another_process_is_left_alone_and_the_exit_code_is_zero(tmp_path, capsys):
+    """A real second process holds run 1's lock: this study does the others, counts run 1 as held, exits 0."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from test_run import TINY
+
+    spec, out = tiny_spec(), tmp_path / "s"
+    StudyDir(out).claim(spec)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from disentangled.rundir import RunDir\n"
+         "with RunDir(sys.argv[1]).lock() as mine:\n    print(mine, flush=True); time.sleep(120)",
+         str(StudyDir(out).run(1).path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        path = tmp_path / "tiny.yaml"
+        path.write_text(yaml.safe_dump(TINY))
+        main(["study", "run", str(path), "--out", str(out), "--executor", "inline", "--no-progress", "--threads", "1"])
+    finally:
+        holder.kill()
+        holder.wait()
+    text = " ".join(capsys.readouterr().out.split())
+    assert "3 done, 0 done before, 0 failed, 1 held by another process" in text
+    assert not StudyDir(out).run(1).is_done and StudyDir(out).run(2).is_done
