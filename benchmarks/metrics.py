@@ -19,10 +19,22 @@ metrics, per-factor classifiers in parallel. Thread pools are limited to one thr
 sides by default (``--threads``) so that the comparison is of algorithms, not of BLAS
 oversubscription.
 
+The follow-up studies' scores (``--followups``: fairness, strong and reduced downstream tasks,
+unified scores, and UDR with the Lasso and with Spearman correlations) are measured the same
+way. UDR scores a set of models: ``--udr-models`` Gaussian encoders (the representation
+rotated by fixed random orthogonal maps, log-variance -1) are scored against each other.
+The reference's UDR module is not in the disentanglement-lib 1.5 release on PyPI; give
+``--reference`` a checkout of the repository's source (the folder holding
+``disentanglement_lib/``) to compare it, otherwise it is timed on our side only. The
+reference's strong downstream task draws its interventions from numpy's global state, so
+only its ordinary accuracies (the same samples on both sides) enter the difference column;
+its unified scores need ``factor_names`` on the data set (only its test data set has them),
+given here so that it runs.
+
 Usage::
 
     python benchmarks/metrics.py --reference PATH [--sizes study|small] [--representation linear|conv]
-        [--dataset synthetic|dsprites_full] [--metric NAME ...] [--skip-reference] [--output results.json]
+        [--dataset synthetic|dsprites_full] [--metric NAME ...] [--followups] [--skip-reference] [--output results.json]
 """
 
 from __future__ import annotations
@@ -49,8 +61,16 @@ SIZES = {
         "downstream_logistic_regression": dict(num_train=(10, 100, 1000), num_test=1000),
         "downstream_boosted_trees": dict(num_train=(10, 100, 1000), num_test=1000),
         "irs": dict(num_train=2000),
+        "fairness": dict(num_train=2000, num_test_points_per_class=20),
+        "strong_downstream": dict(num_train=(1000,), num_test=1000, n_experiment=2),
+        "reduced_downstream": dict(num_train=(1000,), num_test=1000),
+        "unified": dict(num_train=2000, num_test=1000),
+        "udr": dict(num_data_points=1000),
+        "udr_spearman": dict(num_data_points=1000),
     },
 }
+FOLLOWUPS = ("fairness", "strong_downstream", "reduced_downstream", "unified", "udr", "udr_spearman")
+UDR_NAMES = ("udr", "udr_spearman")
 
 
 def parse_args(argv=None):
@@ -62,6 +82,8 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="synthetic", help="synthetic (dSprites' factor sizes, rendered here) or a registered data set")
     p.add_argument("--source", default="procedural")
     p.add_argument("--metric", action="append", help="metric to run (repeatable; default: the study's nine)")
+    p.add_argument("--followups", action="store_true", help="the follow-up studies' scores instead of the study's nine")
+    p.add_argument("--udr-models", type=int, default=10, help="models scored against each other by UDR")
     p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads on both sides")
     p.add_argument("--jobs", type=int, default=None, help="our worker processes for per-factor fits")
     p.add_argument("--output", type=Path, help="write the measurements as JSON")
@@ -206,33 +228,68 @@ def import_reference(path: Path):
         logging.info = logging.warning = lambda *a, **k: None
         absl.logging = logging
         sys.modules["absl"], sys.modules["absl.logging"] = absl, logging
+    _stand_ins_for_plotting()
     from disentanglement_lib.evaluation.metrics import (
         beta_vae,
         dci,
         downstream_task,
         factor_vae,
+        fairness,
         irs,
         mig,
         modularity_explicitness,
+        reduced_downstream_task,
         sap_score,
+        strong_downstream_task,
+        unified_scores,
         unsupervised_metrics,
         utils,
     )
 
     utils.make_discretizer = lambda target: utils._histogram_discretize(target, 20)
     factor_vae._prune_dims.__defaults__ = (0.05,)
+    # reduced_representation.correlation_measure = @factorwise_dci, as its configuration binds it
+    reduced_downstream_task.compute_reduced_representation.__defaults__ = (reduced_downstream_task.compute_factorwise_dci,)
+    # no artifact directory is passed, so its pictures are never drawn
+    unified_scores.visualize_scores.heat_square = lambda *a, **k: None
+    unified_scores.visualize_scores.plot_recovery_vs_independent = lambda *a, **k: None
+    try:
+        from disentanglement_lib.evaluation.udr.metrics import udr
+    except ImportError:  # not in the 1.5 release; present in a checkout of the source
+        udr = None
     return types.SimpleNamespace(
         beta_vae=beta_vae,
         dci=dci,
         downstream_task=downstream_task,
         factor_vae=factor_vae,
+        fairness=fairness,
         irs=irs,
         mig=mig,
         modularity_explicitness=modularity_explicitness,
+        reduced_downstream_task=reduced_downstream_task,
         sap_score=sap_score,
+        strong_downstream_task=strong_downstream_task,
+        unified_scores=unified_scores,
         unsupervised_metrics=unsupervised_metrics,
         utils=utils,
+        udr=udr,
     )
+
+
+def _stand_ins_for_plotting() -> None:
+    """Empty modules for what the reference's unified scores import only to draw (TensorFlow, seaborn, simplejson)."""
+    import importlib.util
+    import json as simplejson
+
+    if importlib.util.find_spec("simplejson") is None:
+        sys.modules["simplejson"] = simplejson
+    if importlib.util.find_spec("seaborn") is None:
+        sys.modules["seaborn"] = types.ModuleType("seaborn")
+    if importlib.util.find_spec("tensorflow") is None:
+        tf, compat, v1 = (types.ModuleType(n) for n in ("tensorflow", "tensorflow.compat", "tensorflow.compat.v1"))
+        v1.gfile = types.SimpleNamespace(Open=open, IsDirectory=os.path.isdir, MakeDirs=lambda p: os.makedirs(p, exist_ok=True))
+        tf.compat, compat.v1 = compat, v1
+        sys.modules.update({"tensorflow": tf, "tensorflow.compat": compat, "tensorflow.compat.v1": v1})
 
 
 class DlibData:
@@ -240,6 +297,7 @@ class DlibData:
 
     def __init__(self, data):
         self.data = data
+        self.factor_names = list(data.factor_names)  # the reference's unified scores need them
         self.num_factors = data.num_factors
         self.factors_num_values = list(data.factor_sizes)
         self.observation_shape = list(data.observation_shape)
@@ -291,6 +349,22 @@ def run_reference(ref, name: str, settings: dict, data, rep, seed: int) -> dict:
         predictor = utils.logistic_regression_cv if name.endswith("logistic_regression") else utils.gradient_boosting_classifier
         utils.make_predictor_fn = lambda: predictor
         out = ref.downstream_task.compute_downstream_task(d, rep, rs, None, list(s["num_train"]), s["num_test"], s["batch_size"])
+    elif name in ("fairness", "strong_downstream", "reduced_downstream"):
+        ref.utils.make_predictor_fn = lambda: ref.utils.gradient_boosting_classifier
+        if name == "fairness":
+            out = ref.fairness.compute_fairness(d, rep, rs, None, s["num_train"], s["num_test_points_per_class"], s["batch_size"])
+        elif name == "strong_downstream":
+            np.random.seed(0)  # its interventions come from numpy's global state
+            out = ref.strong_downstream_task.compute_strong_downstream_task(
+                d, rep, rs, None, list(s["num_train"]), s["num_test"], s["n_experiment"])
+        else:
+            out = ref.reduced_downstream_task.compute_reduced_downstream_task(
+                d, rep, rs, None, s["num_factors_to_remove"], list(s["num_train"]), s["num_test"], s["batch_size"])
+    elif name == "unified":
+        u = ref.unified_scores
+        fns = {"importance_gbt_matrix": u.importance_gbt_matrix, "mutual_information_matrix": u.mutual_information_matrix,
+               "accuracy_svm_matrix": u.accuracy_svm_matrix}
+        out = u.compute_unified_scores(d, rep, rs, None, s["num_train"], s["num_test"], [fns[m] for m in s["matrices"]], s["batch_size"])
     else:
         raise ValueError(name)
     return {k: float(np.real(v)) for k, v in out.items()}
@@ -313,8 +387,10 @@ def main(argv=None) -> None:
     from disentangled import evaluate as ev
     from disentangled import metrics as M
 
-    names = args.metric or list(M.STUDY_METRICS)
+    names = args.metric or (list(FOLLOWUPS) if args.followups else list(M.STUDY_METRICS))
     settings = {n: SIZES[args.sizes].get(n, {}) for n in names}
+    if "udr_spearman" in settings:
+        settings["udr_spearman"] = {**settings["udr_spearman"], "correlation_matrix": "spearman"}
     data = make_dataset(args.dataset, args.source)
     rep = make_representation(args.representation, data.observation_shape[0])
     if args.encoding:
@@ -335,7 +411,20 @@ def main(argv=None) -> None:
     reference: dict[str, tuple[float, dict]] = {}
     cache = resolve_cache(data, rep, None)
     ours_total = 0.0
+    udr_models = udr_encoders(rep, args.udr_models) if set(names) & set(UDR_NAMES) else []
     for name in names:
+        if name in UDR_NAMES:
+            t0 = time.perf_counter()
+            ours[name] = {"scores": M.UDR(**settings[name]).evaluate(data, udr_models, rng=np.random.RandomState(0))}
+            order_times[name] = time.perf_counter() - t0
+            ours_total += order_times[name]
+            print(f"ours {name}: {order_times[name]:.1f} s", file=sys.stderr, flush=True)
+            if ref is not None and ref.udr is not None:
+                t0 = time.perf_counter()
+                values = run_reference_udr(ref, settings[name], data, udr_models)
+                reference[name] = (time.perf_counter() - t0, values)
+                print(f"reference {name}: {reference[name][0]:.1f} s", file=sys.stderr, flush=True)
+            continue
         t0 = time.perf_counter()
         records = ev.evaluate_representation(
             data, rep, metrics=[name], settings=settings, n_jobs=args.jobs, cache=cache if cache else None
@@ -353,14 +442,22 @@ def main(argv=None) -> None:
 
     rows = []
     for name in names:
-        our_scores = ev.to_dlib_keys(ours[name]["scores"])
         row = {"metric": name, "ours_s": order_times[name]}
-        if name in reference:
+        if name in UDR_NAMES and name in reference:
+            ref_s, ref_values = reference[name]
+            diffs = [abs(a - b) for a, b in zip(ours[name]["scores"]["model_scores"], ref_values["model_scores"])]
+            row.update(reference_s=ref_s, speedup=ref_s / max(order_times[name], 1e-9), max_abs_diff=max(diffs))
+        elif name in UDR_NAMES:
+            pass
+        elif name in reference:
+            our_scores = ev.to_dlib_keys(ours[name]["scores"])
             ref_s, ref_values = reference[name]
             prefix = ev.DLIB_METRIC_NAMES[name] + "."
             diffs = []
             for key, value in ref_values.items():
                 ours_key = prefix + key
+                if name == "strong_downstream" and "strong" in key:
+                    continue  # the reference's interventions are its own global random draws
                 if ours_key in our_scores and key != "num_active_dims":
                     diffs.append(abs(our_scores[ours_key] - value))
             row.update(reference_s=ref_s, speedup=ref_s / max(order_times[name], 1e-9), max_abs_diff=max(diffs) if diffs else float("nan"))
@@ -387,7 +484,54 @@ def main(argv=None) -> None:
         args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
                                            "ours_total_s": ours_total, "peak_rss": peak,
                                            "reference": {k: v[1] for k, v in reference.items()},
-                                           "ours": {k: v["scores"] for k, v in ours.items()}}, indent=2))
+                                           "ours": {k: v["scores"] for k, v in ours.items()}}, indent=2, default=_plain))
+
+
+def _plain(value):
+    import numpy as np
+
+    return value.tolist() if isinstance(value, np.ndarray) else float(value)
+
+
+def udr_encoders(rep, count: int) -> list:
+    """``count`` Gaussian encoders from one representation: even ones permute and flip its codes, odd ones rotate them."""
+    import numpy as np
+
+    rs = np.random.RandomState(1)
+    encoders = []
+    for k in range(count):
+        if k % 2 == 0:
+            perm, signs = rs.permutation(10), rs.choice([-1.0, 1.0], size=10)
+            mix = np.eye(10)[:, perm] * signs
+        else:
+            mix = np.linalg.qr(rs.normal(size=(10, 10)))[0]
+
+        def encoder(observations, mix=mix):
+            mean = np.asarray(rep(observations), dtype=np.float64) @ mix
+            return mean, np.full_like(mean, -1.0)
+
+        encoders.append(encoder)
+    return encoders
+
+
+def run_reference_udr(ref, settings: dict, data, encoders) -> dict:
+    """The reference's ``compute_udr_sklearn`` on the same encoders (the KL per batch computed as its evaluate.py does)."""
+    import numpy as np
+
+    from disentangled import metrics as M
+
+    s = {**{f: getattr(M.UDR(), f) for f in ("batch_size", "num_data_points", "correlation_matrix")}, **settings}
+
+    def wrapped(encoder):
+        def fn(observations):
+            mean, logvar = encoder(observations)
+            return mean, np.mean(0.5 * (np.square(mean) + np.exp(logvar) - logvar - 1), axis=0)
+
+        return fn
+
+    out = ref.udr.compute_udr_sklearn(DlibData(data), [wrapped(e) for e in encoders], np.random.RandomState(0),
+                                      s["batch_size"], s["num_data_points"], correlation_matrix=s["correlation_matrix"])
+    return {"model_scores": [float(v) for v in out["model_scores"]]}
 
 
 def reference_images(name: str, s: dict) -> dict[int, int]:

@@ -13,6 +13,8 @@ Keys (all optional; the defaults are the study's settings)::
     objective: {name: beta_vae, beta: 1.0}        # the objective's own hyperparameters
     train:     {steps: 300000, batch_size: 64, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
                 checkpoint_every: 5000, log_every: 100, eval_batches: 1000, optimizer: tf1_adam}
+    supervision: {num_labelled_samples: 1000, train_percentage: 0.9, labeller: perfect}
+                                                  # the semi-supervised objectives only (docs/semi.md)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import ParameterError, UnknownNameError, check, check_choice, check_float, check_int, close_matches
+from .errors import ParameterError, UnknownNameError, check, check_choice, check_float, check_int, close_matches, message
 
 
 class ConfigError(ParameterError):
@@ -142,6 +144,75 @@ class TrainConfig:
             check_float(f"train.{name}", getattr(self, name), low=0.0, high=1.0, high_open=True, error=ConfigError)
 
 
+#: Each labeller setting of the supervision section and the labeller it belongs to.
+LABELLER_SETTINGS = {"num_bins": "bin", "prob_random": "noisy", "num_observed_factors": "partial"}
+
+
+@dataclass(frozen=True)
+class SupervisionConfig:
+    """The labelled data of a semi-supervised run (``supervision``; docs/semi.md).
+
+    ``num_labelled_samples`` examples are drawn once, from the run's own labelled-set seed
+    (``seed``, or one derived from the run's seed when unset), and labelled by ``labeller``
+    (``perfect``, ``bin`` with ``num_bins``, ``noisy`` with ``prob_random``, ``permuted``,
+    ``partial`` with ``num_observed_factors``); the first ``ceil(n * train_percentage)``
+    train, the rest validate. Training reads the training part in order, repeated (as the
+    reference does); ``shuffle`` reads each pass in a fresh random order instead.
+    """
+
+    num_labelled_samples: int = 1000
+    train_percentage: float = 0.9
+    labeller: str = "perfect"
+    num_bins: int | None = None  # bin only (default 5)
+    prob_random: float | None = None  # noisy only (default 0.1)
+    num_observed_factors: int | None = None  # partial only (default 2)
+    shuffle: bool = False
+    seed: int | None = None
+
+    def __post_init__(self):
+        from .data.labelled import LABELLERS
+
+        _check_int("supervision.num_labelled_samples", self.num_labelled_samples, 2,
+                   why="the labelled set is split into a training and a validation part")
+        check_float("supervision.train_percentage", self.train_percentage, low=0.0, high=1.0, low_open=True,
+                    why="the share of the labelled set that trains", error=ConfigError)
+        object.__setattr__(self, "train_percentage", float(self.train_percentage))
+        _registered("supervision.labeller", LABELLERS, self.labeller)
+        for key, owner in LABELLER_SETTINGS.items():
+            value = getattr(self, key)
+            if value is not None and owner != self.labeller:
+                raise ConfigError(f"supervision.{key} must be unset for the labeller {self.labeller!r} (it is a setting "
+                                  f"of the {owner!r} labeller), got {value!r}; remove it, or set supervision.labeller={owner}")
+        try:
+            labeller = LABELLERS.build(self.labeller, **self.labeller_options())
+        except ParameterError as err:
+            raise ConfigError(f"supervision: {err}") from err
+        for key, owner in LABELLER_SETTINGS.items():  # the labeller's defaults, written out (they land in config.json)
+            if owner == self.labeller:
+                value = getattr(labeller, key)
+                object.__setattr__(self, key, float(value) if key == "prob_random" else value)
+        check("supervision.shuffle", self.shuffle, lambda v: isinstance(v, bool), "true or false", error=ConfigError)
+        if self.seed is not None:
+            check_int("supervision.seed", self.seed, low=0, high=2**32 - 1, why="a numpy RandomState seed",
+                      fix="or leave it unset to derive one from the run's seed", error=ConfigError)
+
+    def labeller_options(self) -> dict:
+        """The settings of the chosen labeller that are set."""
+        return {k: getattr(self, k) for k, owner in LABELLER_SETTINGS.items() if owner == self.labeller and getattr(self, k) is not None}
+
+
+def _supervision(value) -> SupervisionConfig | None:
+    if value is None or isinstance(value, SupervisionConfig):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"supervision must be a mapping of the labelled data's settings (or null), got {value!r}")
+    known = [f.name for f in fields(SupervisionConfig)]
+    for key in value:
+        if key not in known:
+            raise ConfigError(f"unknown configuration key 'supervision.{key}'; known: {known}." + close_matches(str(key), known))
+    return SupervisionConfig(**value)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
@@ -149,11 +220,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: Mapping[str, Any] = field(default_factory=lambda: {"name": "beta_vae", "beta": 1.0})
     train: TrainConfig = field(default_factory=TrainConfig)
+    supervision: SupervisionConfig | None = None  # the labelled data of the semi-supervised objectives
 
     def __post_init__(self):
         _check_int("seed", self.seed, 0)
         object.__setattr__(self, "objective", _resolve_objective(self.objective))
         _check_pairing(self.objective["name"], self.data)
+        object.__setattr__(self, "supervision", _supervision(self.supervision))
+        _check_supervision(self)
 
     def build_objective(self):
         from .models import get_objective
@@ -166,6 +240,8 @@ class RunConfig:
         out["objective"] = dict(self.objective)
         if out["data"].get("pairs") is None:  # single observations: no key, so their run ids stay what they were
             out["data"].pop("pairs", None)
+        if out.get("supervision", 0) is None:  # unsupervised runs: no key, so their run ids stay what they were
+            del out["supervision"]
         return out
 
     @property
@@ -177,11 +253,11 @@ class RunConfig:
 
 def _resolve_objective(mapping) -> dict:
     """Fill the objective's defaults and validate its hyperparameters."""
-    from .models import OBJECTIVES, get_objective
+    from .models import ALL_OBJECTIVES, get_objective
 
     params = dict(mapping)
     name = params.pop("name", "beta_vae")
-    _registered("objective.name", OBJECTIVES, name)
+    _registered("objective.name", ALL_OBJECTIVES, name)
     try:
         objective = get_objective(name, **params)
     except ParameterError as err:
@@ -191,7 +267,7 @@ def _resolve_objective(mapping) -> dict:
 
 def _check_pairing(objective: str, data: DataConfig) -> None:
     """A weakly-supervised objective needs pairs (``data.pairs``); every other objective refuses them."""
-    from .models import OBJECTIVES
+    from .models import ALL_OBJECTIVES as OBJECTIVES  # the semi-supervised ones refuse pairs too
 
     weak = sorted(n for n, cls in OBJECTIVES.items() if cls.batch_kind == "pairs")
     if OBJECTIVES[objective].batch_kind == "pairs" and data.pairs is None:
@@ -206,6 +282,38 @@ def _check_pairing(objective: str, data: DataConfig) -> None:
             f"got {dataclasses.asdict(data.pairs)}; remove the data.pairs keys (or set data.pairs=null), or choose a "
             f"weakly-supervised objective ({', '.join(weak)})"
         )
+
+
+def _check_supervision(config: "RunConfig") -> None:
+    """A semi-supervised objective needs the supervision section, every other objective refuses it; the
+    labelled columns must fit the data set and, for the losses that bind latent k to column k, the code."""
+    from .data import get as get_data
+    from .data.labelled import LABELLERS, label_columns
+    from .models import SEMI_OBJECTIVES
+
+    name, supervision = config.objective["name"], config.supervision
+    semi = name in SEMI_OBJECTIVES
+    if semi and supervision is None:
+        raise ConfigError(
+            f"supervision must be set for the semi-supervised objective {name!r}, got None; add a supervision section "
+            f"(for example supervision.num_labelled_samples=1000 supervision.labeller=perfect; docs/semi.md)")
+    if not semi and supervision is not None:
+        raise ConfigError(
+            f"supervision must be unset for the objective {name!r}, which learns without labels, got "
+            f"{dataclasses.asdict(supervision)}; remove the section, or choose a semi-supervised objective "
+            f"({', '.join(SEMI_OBJECTIVES)}; s2_vae with objective.gamma_sup=0 trains beta_vae's objective on the same stream)")
+    if not semi:
+        return
+    num_factors = get_data(config.data.name, **config.data.options()).num_factors
+    if supervision.labeller == "partial" and supervision.num_observed_factors > num_factors:
+        raise ConfigError(message("supervision.num_observed_factors", f"in [1, {num_factors}], the factors of {config.data.name}",
+                                  supervision.num_observed_factors))
+    columns = label_columns(LABELLERS.build(supervision.labeller, **supervision.labeller_options()), num_factors)
+    loss = config.objective.get("supervised_loss")
+    if loss in ("l2", "xent", "embed") and columns > config.model.num_latent:
+        raise ConfigError(message("model.num_latent", f">= {columns}", config.model.num_latent,
+                                  why=f"the {loss} loss binds latent k to label column k of the {columns} labelled columns",
+                                  fix="use more latents, fewer labelled factors (supervision.labeller=partial), or the cov loss"))
 
 
 # the checks of :mod:`disentangled.errors`, raising ConfigError
@@ -250,6 +358,8 @@ def from_dict(raw: Mapping[str, Any]) -> RunConfig:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"objective must be a mapping with a name, got {value!r}")
             kwargs[key] = dict(value)
+        elif key == "supervision":
+            kwargs[key] = _supervision(value)
         else:
             kwargs[key] = value
     return RunConfig(**kwargs)

@@ -71,24 +71,73 @@ DLIB_METRIC_NAMES = {
     "downstream_logistic_regression": "downstream_task_logistic_regression",
     "downstream_boosted_trees": "downstream_task_boosted_trees",
     "irs": "irs",
+    "fairness": "fairness",
+    "strong_downstream": "strong_downstream_task",
+    "reduced_downstream": "reduced_downstream_task",
+    "unified": "unified_scores",
 }
+# metrics whose reference keys separate their parts with colons ("1000:mean_test_accuracy",
+# "mean_fairness:pred0:sens1") where the project's keys use dots
+COLON_KEYED = ("fairness", "strong_downstream", "reduced_downstream")
 DLIB_KEY_NAMES = {"sap.sap_score": "SAP_score", "irs.irs": "IRS"}
+
+# the follow-up studies' metrics that are not in the unsupervised study: seeded by the draws
+# that follow IRS's, in this order (mean, then sampled, for each)
+FOLLOWUP_METRICS = ("fairness", "strong_downstream", "reduced_downstream", "unified")
+
+
+def reference_seeds(study_metrics: Iterable[str], others: Iterable[str] = ()) -> dict[tuple[str, str], int]:
+    """The seeds ``dlib_reproduce`` gives a study whose metric configurations are ``study_metrics``.
+
+    ``RandomState(0)`` draws the two postprocessing seeds, then one seed per
+    (representation, metric configuration), the configurations sorted by the reference's
+    file names; metrics outside the study (``others``) take the draws after those, in the
+    order given.
+    """
+    rs = np.random.RandomState(0)
+    rs.randint(2**32, size=len(REPRESENTATIONS))  # the postprocessing seeds
+    ordered = sorted(study_metrics, key=lambda m: DLIB_METRIC_NAMES.get(m, m))
+    seeds = {(r, m): int(rs.randint(2**32)) for r in REPRESENTATIONS for m in ordered}
+    for m in others:
+        for r in REPRESENTATIONS:
+            seeds[(r, m)] = int(rs.randint(2**32))
+    return seeds
+
+
+# Seed tables a study can use (``evaluation.seed_table``). In fairness_study_v1 the reference
+# adds fairness.gin to the nine metric configurations; since the seeds are drawn in file-name
+# order, every configuration after "fairness" (mig, modularity_explicitness, sap_score,
+# unsupervised, and all the sampled ones) gets another seed than in the unsupervised study:
+# mean/fairness takes mean/mig's 3638918503, mean/mig becomes 1819583497, and so on.
+SEED_TABLES = {
+    "unsupervised_study_v1": reference_seeds(M.STUDY_METRICS, ("irs", *FOLLOWUP_METRICS)),  # STUDY_SEEDS and more
+    "fairness_study_v1": reference_seeds(
+        ("beta_vae", "dci", "downstream_boosted_trees", "downstream_logistic_regression", "factor_vae", "fairness", "mig",
+         "modularity_explicitness", "sap", "unsupervised"),
+        ("irs", "strong_downstream", "reduced_downstream", "unified"),
+    ),
+}
 
 # what ``score_codes`` computes by default: the study's array-level metrics
 CODES_METRICS = ("mig", "dci", "sap", "modularity_explicitness", "unsupervised")
 
 
-def study_seed(representation: str, metric: str) -> int:
-    """The seed the study uses for ``metric`` on ``representation``, the same for every model."""
+def study_seed(representation: str, metric: str, table: str = "unsupervised_study_v1") -> int:
+    """The seed the study uses for ``metric`` on ``representation``, the same for every model.
+
+    ``table``: whose seeds (:data:`SEED_TABLES`); the unsupervised study's by default.
+    """
+    check_choice("seed_table", table, list(SEED_TABLES))
     key = (representation, metric)
-    if key not in STUDY_SEEDS:
+    if key not in SEED_TABLES[table]:
         raise ParameterError(f"no study seed for metric {metric!r} on representation {representation!r}")
-    return STUDY_SEEDS[key]
+    return SEED_TABLES[table][key]
 
 
-def metric_seed(representation: str, metric: str, *, model_seed: int | None = None, seed_per_model: bool = False) -> int:
+def metric_seed(representation: str, metric: str, *, model_seed: int | None = None, seed_per_model: bool = False,
+                table: str = "unsupervised_study_v1") -> int:
     """The evaluation seed: the study's, or one derived from the model's seed as well."""
-    base = study_seed(representation, metric)
+    base = study_seed(representation, metric, table)
     if not seed_per_model:
         return base
     if model_seed is None:
@@ -104,6 +153,8 @@ def to_dlib_keys(scores: dict[str, float]) -> dict[str, float]:
         name = DLIB_METRIC_NAMES.get(metric, metric)
         if key in DLIB_KEY_NAMES:
             rest = DLIB_KEY_NAMES[key]
+        elif metric in COLON_KEYED:
+            rest = rest.replace(".", ":")
         elif metric.startswith("downstream_") and "." in rest:
             size, tail = rest.split(".", 1)
             rest = f"{size}:{tail}"
@@ -180,7 +231,7 @@ def score_codes(
     for name in names:
         settings = {"n_jobs": n_jobs} if "n_jobs" in {f for f in M.METRICS[name].__dataclass_fields__} else {}
         metric = M.get(name, **settings)
-        if name == "sap":
+        if name in ("sap", "unified", "reduced_downstream"):  # their solvers' seeds come from an rng
             out.update(metric.score(codes, factors, codes_test, factors_test, rng=np.random.default_rng(0)))
         else:
             out.update(metric.score(codes, factors, codes_test, factors_test))
@@ -203,6 +254,7 @@ def evaluate_representation(
     on_result: Callable[[str, dict], None] | None = None,
     skip: Iterable[str] = (),
     settings: dict[str, dict] | None = None,
+    seed_table: str = "unsupervised_study_v1",
 ) -> dict[str, dict]:
     """Score ``representation`` on ``data`` with each metric; one record per metric.
 
@@ -219,7 +271,9 @@ def evaluate_representation(
     for name in names:
         if name in skip:
             continue
-        seed = (seeds or {}).get(name, study_seed(representation_kind, name))
+        seed = (seeds or {}).get(name)
+        if seed is None:
+            seed = study_seed(representation_kind, name, seed_table)
         fields = M.METRICS[name].__dataclass_fields__
         options = dict((settings or {}).get(name, {}))
         if n_jobs is not None and "n_jobs" in fields:
@@ -273,10 +327,12 @@ def evaluate_run(
     echo: Callable[[str], None] | None = None,
     settings: dict[str, dict] | None = None,
     device=None,
+    seed_table: str = "unsupervised_study_v1",
 ) -> dict[str, dict]:
     """Score a finished run; write ``metrics/<representation>/<metric>.json``; skip done ones.
 
     ``settings`` overrides the study's settings per metric (recorded in each file).
+    ``seed_table``: whose evaluation seeds (:data:`SEED_TABLES`), recorded in each file.
     ``device`` is where the encoder runs (default: the CPU; recorded as ``encoded_on``).
     """
     from . import __version__, data as data_module
@@ -308,7 +364,8 @@ def evaluate_run(
         rep_seed = int(np.random.SeedSequence([rep_seed, model_seed]).generate_state(1)[0])
     rep = Representation(model, representation, seed=rep_seed, device=device)
     data = data_module.get(config.data.name, **config.data.options())
-    seeds = {n: metric_seed(representation, n, model_seed=model_seed, seed_per_model=seed_per_model) for n in todo}
+    seeds = {n: metric_seed(representation, n, model_seed=model_seed, seed_per_model=seed_per_model, table=seed_table)
+             for n in todo}
     run_id = getattr(config, "run_id", None)
 
     def write(name: str, record: dict) -> None:
@@ -318,6 +375,7 @@ def evaluate_run(
             "representation_seed": rep_seed,
             "encoded_on": device.type,
             "seed_policy": "per_model" if seed_per_model else "study",
+            **({"seed_table": seed_table} if seed_table != "unsupervised_study_v1" else {}),
             "run_id": run_id,
             "data": data.describe(),
             "package_version": __version__,

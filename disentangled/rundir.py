@@ -12,6 +12,7 @@ A run directory holds one trained model and everything said about it::
       train.done             written last, atomically: training is complete
       failed.json            only after a non-finite loss: step, terms, last good checkpoint
       metrics/<representation>/<metric>.json   one evaluation each, written atomically
+      metrics/<representation>/validation/<form>_<n>[_disjoint].json   a validation score on n labels (docs/semi.md)
       visualizations/        pictures (manifest and files: disentangled.viz.model)
       stage_failed.json      in a study: the last failure of this run (stage, reason, tries, transient or not)
       .lock                  in a study: held (flock) by the process working on the run
@@ -149,6 +150,20 @@ class RunDir(_Folder):
     def metric_files(self) -> list[tuple[str, str, Path]]:
         """``(representation, metric, path)`` of every evaluation written so far, sorted."""
         return [(p.parent.name, p.stem, p) for p in sorted((self.path / "metrics").glob("*/*.json"))]
+
+    def validation_file(self, representation: str, form: str, num_labelled_samples: int, draw: str = "training") -> Path:
+        """The validation score of ``form`` (``mig``, ``dci``, ...) on ``num_labelled_samples`` labels of ``draw``."""
+        suffix = "" if draw == "training" else f"_{draw}"
+        return self.metrics_dir(representation) / "validation" / f"{form}_{int(num_labelled_samples)}{suffix}.json"
+
+    def validation_files(self) -> list[tuple[str, str, int, str, Path]]:
+        """``(representation, form, num_labelled_samples, draw, path)`` of every validation score written so far, sorted."""
+        out = []
+        for p in sorted((self.path / "metrics").glob("*/validation/*.json")):
+            parts = p.stem.split("_")
+            draw = parts.pop() if len(parts) == 3 else "training"
+            out.append((p.parent.parent.name, parts[0], int(parts[1]), draw, p))
+        return out
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -360,9 +375,19 @@ class StudyDir(_Folder):
         """Every ``(representation, metric)`` that ``spec`` asks of each run."""
         return [(r, m) for r in spec.evaluation.representations for m in spec.evaluation.metrics]
 
+    def validations(self, spec, model_num: int) -> list[Path]:
+        """The validation files ``spec`` asks of run ``model_num`` (none without ``evaluation.validation``)."""
+        v = spec.evaluation.validation
+        if v is None:
+            return []
+        run = self.run(model_num)
+        return [run.validation_file(r, form, n, v.draw) for r in spec.evaluation.representations
+                for form in v.metrics for n in spec.validation_counts(model_num)]
+
     def is_complete(self, spec, model_num: int) -> bool:
         run = self.run(model_num)
-        return run.is_done and all(run.metric_file(r, m).is_file() for r, m in self.evaluations(spec))
+        return (run.is_done and all(run.metric_file(r, m).is_file() for r, m in self.evaluations(spec))
+                and all(p.is_file() for p in self.validations(spec, model_num)))
 
     def stage_status(self, spec, model_num: int) -> dict:
         """Per stage: done, running, failed (with reason) or missing."""
@@ -381,6 +406,7 @@ class StudyDir(_Folder):
 
         out = {"model_num": model_num, "train": state(run.is_done, "train")}
         evals = [run.metric_file(r, m).is_file() for r, m in self.evaluations(spec)]
+        evals += [p.is_file() for p in self.validations(spec, model_num)]
         out["evaluate"] = state(all(evals), "evaluate") if evals else "done"
         out["evaluations_done"] = f"{sum(evals)}/{len(evals)}"
         out["attempts"] = failed.get("attempts", 0) if failed else 0

@@ -123,7 +123,8 @@ def test_an_unknown_metric_for_saved_codes_is_one_line(tmp_path, capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
         "error: unknown metric 'mgi'; known metrics: beta_vae, factor_vae, mig, dci, sap, modularity_explicitness, "
-        "unsupervised, downstream_logistic_regression, downstream_boosted_trees, irs. Did you mean 'mig'?\n"
+        "unsupervised, downstream_logistic_regression, downstream_boosted_trees, irs, fairness, strong_downstream, "
+        "reduced_downstream, unified. Did you mean 'mig'?\n"
     )
 
 

@@ -25,6 +25,10 @@ METHOD_COLORS = {
     "dip_vae_ii": "#d62728",
     "beta_tc_vae": "#9467bd",
     "annealed_vae": "#8c564b",
+    "group_vae": "#17becf",
+    "ada_gvae": "#e377c2",
+    "ml_vae": "#bcbd22",
+    "ada_ml_vae": "#7f7f7f",
 }
 _EXTRA_COLORS = ["#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -349,4 +353,67 @@ def paired_bars(labels: list[str], ours: list[float], paper: list[float], path, 
     ax.axhline(50, color="grey", linestyle=":", linewidth=1)
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+# -- weak supervision (Locatello et al. 2020) ---------------------------------------------------
+
+
+def weak_against_unsupervised(frame: pd.DataFrame, keys, path, *, weak_methods) -> Path:
+    """Each metric per method, the unsupervised methods then the weakly-supervised ones (after a
+    dashed line), over every seed, hyperparameter and k; rows are metrics, columns data sets."""
+    datasets = sorted(d for d in frame["dataset"].unique()
+                      if set(frame.loc[frame["dataset"] == d, "method"]) & set(weak_methods)
+                      and set(frame.loc[frame["dataset"] == d, "method"]) - set(weak_methods))
+    present = set(frame.loc[frame["dataset"].isin(datasets), "method"])
+    unsupervised = method_order(m for m in present if m not in weak_methods)
+    weak = [m for m in weak_methods if m in present]
+    methods = unsupervised + weak
+    fig, axes = _figure(len(keys), len(datasets), panel=(max(2.4, 0.45 * len(methods) + 0.6), 2.0), bottom=0.9, hspace=1.2)
+    rng = np.random.default_rng(0)
+    for i, key in enumerate(keys):
+        for j, dataset in enumerate(datasets):
+            ax = axes[i][j]
+            rows = frame[frame["dataset"] == dataset]
+            groups = [_finite(rows.loc[rows["method"] == m, key]) for m in methods]
+            _violins(ax, groups, [method_color(m) for m in methods], rng)
+            ax.axvline(len(unsupervised) + 0.5, color="#888", linestyle="--", linewidth=0.8)
+            ax.set_xticks(range(1, len(methods) + 1))
+            ax.set_xticklabels([method_label(m) for m in methods], rotation=40, ha="right", fontsize=7)
+            ax.set_title(f"{dataset}", fontsize=8)
+            ax.set_ylabel(metric_label(key), fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
+    return save(fig, path)
+
+
+# -- semi-supervision (Locatello et al., ICLR 2020) ---------------------------------------------
+
+SEMI_COLORS = {"unsupervised": "#8c8c8c", "s2": "#4c72b0"}
+
+
+def semi_selection(selected: pd.DataFrame, path) -> Path:
+    """The selected models' test scores: rows are test metrics, columns (data set, number of
+    labels); per validation score, the unsupervised models selected with it (grey) beside the
+    S2 models selected with it (blue), one point per seed, bars at the medians."""
+    columns = sorted({(d, int(n)) for d, n in zip(selected["dataset"], selected["num_labels"])})
+    metrics = list(dict.fromkeys(selected["metric"]))
+    validations = list(dict.fromkeys(selected["validation"]))
+    fig, axes = _figure(len(metrics), len(columns), panel=(max(2.6, 0.9 * len(validations) + 0.8), 2.0), bottom=0.9, hspace=1.2)
+    rng = np.random.default_rng(0)
+    for i, key in enumerate(metrics):
+        for j, (dataset, n) in enumerate(columns):
+            ax = axes[i][j]
+            here = selected[(selected["metric"] == key) & (selected["dataset"] == dataset) & (selected["num_labels"] == n)]
+            groups, colors, ticks = [], [], []
+            for v in validations:
+                for family in ("unsupervised", "s2"):
+                    groups.append(_finite(here.loc[(here["validation"] == v) & (here["family"] == family), "value"]))
+                    colors.append(SEMI_COLORS[family])
+                ticks.append(f"{v.split('_validation')[0].upper()} val.")
+            _violins(ax, groups, colors, rng)
+            ax.set_xticks([2 * k + 1.5 for k in range(len(validations))])
+            ax.set_xticklabels(ticks, fontsize=7)
+            ax.set_title(f"{dataset}, {n} labels", fontsize=8)
+            ax.set_ylabel(metric_label(key), fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
     return save(fig, path)

@@ -78,6 +78,10 @@ def write_report(
         ("variance", lambda: _variance_section(frame, keys, writer)),
         ("runs", lambda: _runs_section(frame, keys, writer, study_dir, visualize_missing, max_visualize)),
     ]
+    if not frame.empty and frame["method"].isin(st.WEAK_METHODS).any():  # only a table with weakly-supervised runs
+        builders.insert(len(builders) - 1, ("weak", lambda: _weak_section(frame, keys, writer)))
+    if "validation" in table.columns and table["validation"].fillna(False).astype(bool).any():  # validated runs only
+        builders.insert(len(builders) - 1, ("semi", lambda: _semi_section(table, keys, writer, representation)))
     sections = []
     for key, build in builders:
         if frame.empty:
@@ -96,6 +100,68 @@ def write_report(
 
 
 # -- the sections ----------------------------------------------------------------------------
+
+
+def _weak_section(frame, keys, writer) -> Section:
+    """Locatello et al. (ICML 2020): weakly-supervised methods against unsupervised ones."""
+    s = Section(
+        "weak",
+        "Weak supervision against unsupervised methods (Locatello et al., ICML 2020)",
+        paper="Pairs of observations that share some factors of variation are sufficient to reliably learn disentangled "
+        "representations on several benchmark data sets (the paper's abstract); its figures set Ada-GVAE and "
+        "Ada-ML-VAE against the unsupervised β-VAE per metric and data set, aggregated over k.",
+    )
+    if not set(frame["method"]) - set(st.WEAK_METHODS):
+        s.missing = ("needs unsupervised runs (for example beta_vae, the paper's baseline) on the same data set as the "
+                     "weakly-supervised ones, in one table; this table has only weakly-supervised methods.")
+        return s
+    if not keys:
+        s.missing = f"needs at least one of the six metrics ({', '.join(st.METRICS.values())})."
+        return s
+    summary, cells = st.weak_comparison(frame, keys)
+    if cells.empty:
+        s.missing = "needs weakly-supervised and unsupervised runs scored on the same data set and metric."
+        return s
+    path, rel = writer.figure("weak_against_unsupervised.png")
+    fig.weak_against_unsupervised(frame, keys, path, weak_methods=st.WEAK_METHODS)
+    s.figures.append((rel, "Each metric per method: the unsupervised methods left of the dashed line, the weakly-supervised "
+                      "ones right of it; one point per model (every seed, hyperparameter and k), violins where there are "
+                      "two or more distinct values, bars at the medians."))
+    s.csv += [writer.csv(summary, "weak_scores.csv"), writer.csv(cells, "weak_against_unsupervised.csv")]
+    higher = int((cells["higher"] == "weak").sum())
+    s.reading = (f"the best weakly-supervised method has the higher median in {higher} of {len(cells)} (data set, metric) "
+                 f"cells; a weakly-supervised model beats an unsupervised one in "
+                 f"{100 * cells['p_weak_beats_unsupervised'].mean():.0f}% of pairs (mean over cells).")
+    return s
+
+
+def _semi_section(table, keys, writer, representation) -> Section:
+    """Locatello et al. (ICLR 2020): S2 models against unsupervised models selected with the same labels."""
+    s = Section(
+        "semi",
+        "Few labels: semi-supervised training against unsupervised training with supervised selection (Locatello et al., ICLR 2020)",
+        paper="Training with a few labels (0.01-0.5% of the data set) and selecting with the validation metrics on them "
+        "gives more disentangled models than training without labels and selecting with the same labels, per number "
+        "of labels (the paper's headline comparison of S2/S against U/S).",
+    )
+    if not keys:
+        s.missing = f"needs at least one of the six metrics ({', '.join(st.METRICS.values())}) as the test score."
+        return s
+    selected, cells = st.semi_selection(table, representation, keys)
+    if cells.empty:
+        s.missing = ("needs S2 runs and unsupervised runs validated on the same number of labels (evaluation.validation "
+                     "of a study, docs/semi.md) with the same seeds, in one table.")
+        return s
+    path, rel = writer.figure("semi_selection.png")
+    fig.semi_selection(selected, path)
+    s.figures.append((rel, "Each test metric of the model selected, per seed, by each validation score on the same labelled "
+                      "draw: unsupervised models (grey) beside S2 models (blue); bars at the medians over seeds."))
+    s.csv += [writer.csv(selected, "semi_selected.csv"), writer.csv(cells, "semi_against_unsupervised.csv")]
+    higher = int((cells["higher"] == "s2").sum())
+    counts = ", ".join(str(n) for n in sorted(cells["num_labels"].unique()))
+    s.reading = (f"with {counts} labels, the selected S2 models have the higher median test score in {higher} of "
+                 f"{len(cells)} (data set, labels, validation score, test metric) cells.")
+    return s
 
 
 def _labels(keys) -> list[str]:

@@ -50,7 +50,13 @@ REGULARIZER = {
     "dip_vae_i": "lambda_od",
     "dip_vae_ii": "lambda_od",
     "beta_tc_vae": "beta",
+    "group_vae": "beta",
+    "ada_gvae": "beta",
+    "ml_vae": "beta",
+    "ada_ml_vae": "beta",
 }
+#: the weakly-supervised methods (trained on pairs; Locatello et al. 2020), in the reference's order
+WEAK_METHODS = ("group_vae", "ada_gvae", "ml_vae", "ada_ml_vae")
 METHOD_LABELS = {
     "beta_vae": "β-VAE",
     "annealed_vae": "AnnealedVAE",
@@ -58,6 +64,10 @@ METHOD_LABELS = {
     "dip_vae_i": "DIP-VAE-I",
     "dip_vae_ii": "DIP-VAE-II",
     "beta_tc_vae": "β-TCVAE",
+    "group_vae": "GVAE",
+    "ada_gvae": "Ada-GVAE",
+    "ml_vae": "ML-VAE",
+    "ada_ml_vae": "Ada-ML-VAE",
 }
 PARAM_LABELS = {"beta": "β", "gamma": "γ", "c_max": "C_max", "lambda_od": "λ_od"}
 # Table 1 of the paper, in percent
@@ -519,6 +529,50 @@ def downstream_quantities(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, 
 # -- Table 5: variance explained -------------------------------------------------------------
 
 
+def weak_comparison(frame: pd.DataFrame, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Weakly-supervised against unsupervised methods, per data set and metric.
+
+    Returns ``(summary, cells)``: ``summary`` has one row per data set x metric x method
+    (``family`` weak or unsupervised, ``n`` models, ``median``, ``q25``, ``q75`` over every
+    seed, hyperparameter and k); ``cells`` one row per data set x metric holding both
+    families: the best median of each, which family is higher, and the fraction of
+    (weak model, unsupervised model) pairs where the weak model scores higher. Empty when
+    no data set holds both families.
+    """
+    rows, cells = [], []
+    for dataset in sorted(frame["dataset"].unique()):
+        here = frame[frame["dataset"] == dataset]
+        weak = [m for m in here["method"].unique() if m in WEAK_METHODS]
+        unsupervised = [m for m in here["method"].unique() if m not in WEAK_METHODS]
+        if not weak or not unsupervised:
+            continue
+        for key in keys:
+            best = {}
+            pooled = {}
+            for family, methods in (("weak", weak), ("unsupervised", unsupervised)):
+                values_all = []
+                for method in methods:
+                    values = pd.to_numeric(here.loc[here["method"] == method, key], errors="coerce").to_numpy(dtype=float)
+                    values = values[np.isfinite(values)]
+                    if not len(values):
+                        continue
+                    rows.append({"dataset": dataset, "metric": key, "method": method, "family": family, "n": len(values),
+                                 "median": float(np.median(values)), "q25": float(np.quantile(values, 0.25)),
+                                 "q75": float(np.quantile(values, 0.75))})
+                    best[family] = max(best.get(family, -np.inf), float(np.median(values)))
+                    values_all.append(values)
+                pooled[family] = np.concatenate(values_all) if values_all else np.zeros(0)
+            if len(pooled["weak"]) and len(pooled["unsupervised"]):
+                wins = (pooled["weak"][:, None] > pooled["unsupervised"][None, :]).mean()
+                ties = (pooled["weak"][:, None] == pooled["unsupervised"][None, :]).mean()
+                cells.append({"dataset": dataset, "metric": key, "best_weak_median": best["weak"],
+                              "best_unsupervised_median": best["unsupervised"],
+                              "higher": "weak" if best["weak"] > best["unsupervised"] else
+                              ("unsupervised" if best["weak"] < best["unsupervised"] else "tie"),
+                              "p_weak_beats_unsupervised": float(wins + 0.5 * ties)})
+    return pd.DataFrame(rows), pd.DataFrame(cells)
+
+
 def r_squared(values, groups) -> float:
     """R² of OLS of ``values`` on a one-hot encoding of ``groups`` (the fitted values are the
     group means). NaN with fewer than two values or no variance."""
@@ -555,3 +609,61 @@ def variance_explained(frame: pd.DataFrame, keys) -> pd.DataFrame:
                 "method": method, "method_x_strength": both, "rest": 1.0 - both if np.isfinite(both) else np.nan,
             })
     return pd.DataFrame(rows, columns=["dataset", "metric", "n", "num_methods", "num_settings", "method", "method_x_strength", "rest"])
+
+
+# -- semi-supervision (Locatello et al., ICLR 2020) --------------------------------------------
+
+#: the validation scores that select models: label -> score key (docs/semi.md)
+VALIDATION = {"MIG": "mig_validation", "DCI": "dci_validation.disentanglement", "SAP": "sap_validation"}
+
+
+def semi_selection(table: pd.DataFrame, representation: str, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's headline comparison: S2 models against unsupervised models selected with the same labels.
+
+    For each data set, number of labels ``n``, validation score (:data:`VALIDATION`) and
+    family (``s2``: runs that trained on their ``n`` labels; ``unsupervised``: runs without
+    labels, validated on ``n``), the model with the highest validation score is selected
+    among the family's models of each seed, whose labelled draw they share. Returns
+    ``(selected, cells)``: one row per selected model and test score in ``keys``; and one
+    row per data set x ``n`` x validation x test score with both families' medians over seeds,
+    which is higher, and the seeds counted. Empty without validation rows of both families.
+    """
+    needed = {"validation", "validation.num_labelled_samples", "score_key", "value", "representation"}
+    if table.empty or not needed <= set(table.columns):
+        return pd.DataFrame(), pd.DataFrame()
+    rows = table[table["representation"] == representation]
+    validation = rows[rows["validation"].fillna(False).astype(bool) & rows["score_key"].isin(VALIDATION.values())]
+    if validation.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    info = models(table, representation).set_index("model_num")
+    own = table.drop_duplicates("model_num").set_index("model_num").get("config.supervision.num_labelled_samples")
+    family = pd.Series("unsupervised", index=info.index)
+    if own is not None:
+        family[pd.to_numeric(own.reindex(info.index), errors="coerce").notna()] = "s2"
+    selected = []
+    v = validation.assign(value=pd.to_numeric(validation["value"], errors="coerce"),
+                          n=pd.to_numeric(validation["validation.num_labelled_samples"], errors="coerce"))
+    v = v[np.isfinite(v["value"])]
+    v = v.assign(dataset=info["dataset"].reindex(v["model_num"]).to_numpy(),
+                 family=family.reindex(v["model_num"]).to_numpy(), seed=info["seed"].reindex(v["model_num"]).to_numpy())
+    for (dataset, n, vkey, fam, seed), group in v.groupby(["dataset", "n", "score_key", "family", "seed"], sort=True):
+        best = int(group.sort_values(["value", "model_num"], ascending=[False, True], kind="stable")["model_num"].iloc[0])
+        for key in keys:
+            score = float(pd.to_numeric(info.loc[best, key], errors="coerce")) if key in info.columns else np.nan
+            if np.isfinite(score):
+                selected.append({"dataset": dataset, "num_labels": int(n), "validation": vkey, "family": fam,
+                                 "seed": seed, "model_num": best, "method": info.loc[best, "method"],
+                                 "validation_score": float(group["value"].max()), "metric": key, "value": score})
+    selected = pd.DataFrame(selected)
+    cells = []
+    if not selected.empty:
+        for (dataset, n, vkey, key), group in selected.groupby(["dataset", "num_labels", "validation", "metric"], sort=True):
+            med = {f: group.loc[group["family"] == f, "value"] for f in ("s2", "unsupervised")}
+            if not len(med["s2"]) or not len(med["unsupervised"]):
+                continue
+            s2, un = float(np.median(med["s2"])), float(np.median(med["unsupervised"]))
+            cells.append({"dataset": dataset, "num_labels": int(n), "validation": vkey, "metric": key,
+                          "s2_median": s2, "unsupervised_median": un, "seeds_s2": len(med["s2"]),
+                          "seeds_unsupervised": len(med["unsupervised"]),
+                          "higher": "s2" if s2 > un else ("unsupervised" if un > s2 else "tie")})
+    return selected, pd.DataFrame(cells)

@@ -13,7 +13,10 @@ from .common import DataDirOption, SourceOption, dataset_options
 
 
 def evaluate(
-    run_dir: Optional[Path] = typer.Argument(None, help="A finished training run directory."),
+    run_dirs: Optional[List[Path]] = typer.Argument(
+        None, help="A finished training run directory (with --udr: several runs, or one study directory).", show_default=False,
+        metavar="RUN_DIR"
+    ),
     representation: str = typer.Option("mean", "--representation", help="mean or sampled (with RUN_DIR)."),
     metric: Optional[List[str]] = typer.Option(
         None, "--metric", help="A metric to compute (repeatable); default: the study's nine (for --codes: the array-level ones)."
@@ -34,16 +37,56 @@ def evaluate(
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes for the per-factor classifiers (default: all cores for large fits)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the printed JSON to this file."),
     device: str = typer.Option("cpu", "--device", help="Where RUN_DIR's encoder runs: cpu, cuda or cuda:N (codes agree to float32 rounding)."),
+    udr: bool = typer.Option(
+        False, "--udr", help="UDR: score RUN_DIR RUN_DIR ... against each other, or every seed group of one STUDY_DIR "
+        "(written into each run's metrics/mean/udr.json)."
+    ),
+    udr_correlation: str = typer.Option("lasso", "--udr-correlation", help="With --udr: lasso or spearman."),
+    validation: bool = typer.Option(
+        False, "--validation", help="Validation scores of RUN_DIR on a labelled set (--metric: mig, dci, sap, unified; "
+        "default the first three), written to metrics/<representation>/validation/ (docs/semi.md)."
+    ),
+    validation_draw: str = typer.Option("training", "--validation-draw", help="With --validation: training (the reference's) or disjoint."),
+    labels: Optional[int] = typer.Option(
+        None, "--labels", help="With --validation: the number of labels (default: the run's own; 1000 for a run without labels, "
+        "drawn with the perfect labeller and train_percentage 0.9)."
+    ),
 ) -> None:
     """Score representations with the study's metrics.
 
     RUN_DIR: writes RUN_DIR/metrics/<representation>/<metric>.json, skipping metrics already
     done. --codes: scores saved arrays and prints JSON. --encoder with --dataset: scores a
-    TorchScript encoder on a data set and prints JSON.
+    TorchScript encoder on a data set and prints JSON. --udr RUN_DIR RUN_DIR ...: the UDR
+    of finished runs against each other (JSON); --udr STUDY_DIR: the UDR of each group of
+    the study's runs that differ only in their seed, one score per run in the study's table.
     """
     from .. import evaluate as ev
     from ..io import write_json_atomic
 
+    if validation:
+        from ..train.validation import DEFAULT_FORMS, validate_run
+
+        if not run_dirs or len(run_dirs) != 1 or codes is not None or encoder is not None or udr:
+            raise ParameterError("--validation takes one RUN_DIR, without --codes, --encoder or --udr")
+        records = validate_run(run_dirs[0], representation=representation, forms=metric or DEFAULT_FORMS,
+                               draw=validation_draw, supervision={"num_labelled_samples": labels or 1000},
+                               num_labelled_samples=labels, device=device, force=force)
+        result = _flatten(records, "project", ev)
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        if output is not None:
+            write_json_atomic(output, result)
+        return
+    if udr:
+        if codes is not None or encoder is not None or metric:
+            raise ParameterError("--udr takes run directories (or one study directory) only, not --codes, --encoder or --metric")
+        result = _udr(run_dirs or [], udr_correlation, fmt, force, device)
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        if output is not None:
+            write_json_atomic(output, result)
+        return
+    if run_dirs and len(run_dirs) > 1:
+        raise ParameterError(f"give one RUN_DIR (or --udr to score several against each other), got {len(run_dirs)}")
+    run_dir = run_dirs[0] if run_dirs else None
     given = [x is not None for x in (run_dir, codes, encoder)]
     if sum(given) != 1:
         raise ParameterError("give exactly one of RUN_DIR, --codes FILE.npz, or --encoder FILE.pt (with --dataset)")
@@ -80,6 +123,18 @@ def evaluate(
     typer.echo(text)
     if output is not None:
         write_json_atomic(output, result)
+
+
+def _udr(paths: list[Path], correlation: str, fmt: str, force: bool, device: str) -> dict:
+    from .. import udr as udr_runs
+
+    settings = {"correlation_matrix": correlation}
+    if len(paths) == 1 and udr_runs.is_study(paths[0]):
+        groups = udr_runs.udr_of_study(paths[0], settings=settings, force=force, device=device,
+                                       echo=lambda line: typer.echo(line, err=True))
+        return {"study": str(paths[0]), "groups": groups}
+    result = udr_runs.udr_of_runs(paths, settings=settings, device=device)
+    return udr_runs.to_dlib_format(result) if fmt == "dlib" else result
 
 
 def _flatten(records: dict, fmt: str, ev) -> dict:

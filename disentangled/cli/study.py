@@ -14,7 +14,7 @@ from .common import console
 app = typer.Typer(help="Studies: many runs planned from a spec, run locally or on Ray, collected into one table.",
                   no_args_is_help=True)
 
-SpecArg = typer.Argument(..., help="A preset name (quickstart, small, unsupervised_study_v1) or a YAML spec path.")
+SpecArg = typer.Argument(..., help="A preset name (see `disentangled list presets`: quickstart, small, unsupervised_study_v1, weak_small, weakly_supervised_study, ...) or a YAML spec path.")
 
 
 @app.command()

@@ -35,8 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .architectures import ConvEncoder, DeconvDecoder, Discriminator, FCDecoder, FCEncoder
+from .mine import MineEstimators, mine_estimates, pair_indices
 from .objectives.base import Objective
+from .supervised_losses import LossParameters
 from .vae import VAE
+from .weak import WeakVAE
 
 
 def stacked_linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -215,6 +218,26 @@ class StackedDiscriminator(_Stacked):
         return stacked_linear(h, *weights(self.logits))
 
 
+class StackedLossParameters(_Stacked):
+    """A semi-supervised loss's learned parameters, ``[M, ...]``; the loss reads them as attributes
+    and broadcasts over the model axis (:mod:`disentangled.models.supervised_losses`)."""
+
+
+class StackedMine(_Stacked):
+    """``s2_mine_vae``'s MINE networks of ``M`` models: every pair's estimate ``[M, P]``."""
+
+    def __init__(self, template: MineEstimators, params):
+        super().__init__(template, params)
+        self.num_factors = template.num_factors
+
+    def forward(self, codes: Tensor, labels: Tensor, order: Tensor, *, detach_parameters: bool = False) -> Tensor:
+        if _per_model(codes):
+            return self.per_model(codes, labels, order, detach_parameters=detach_parameters)
+        params = {n: (p.detach() if detach_parameters else p) for n, p in self.named_parameters()}
+        factor, latent = pair_indices(self.num_factors, self.num_latent)
+        return mine_estimates(params, codes, labels, order, factor=factor, latent=latent)
+
+
 #: The stacked counterpart of each architecture module.
 STACKED = {
     ConvEncoder: StackedConvEncoder,
@@ -222,6 +245,8 @@ STACKED = {
     FCEncoder: StackedFCEncoder,
     FCDecoder: StackedFCDecoder,
     Discriminator: StackedDiscriminator,
+    LossParameters: StackedLossParameters,
+    MineEstimators: StackedMine,
 }
 
 
@@ -286,13 +311,18 @@ def stack(template: VAE, objectives: Sequence[Objective], states: Sequence[dict]
             raise ValueError(f"stack: model {m}'s state dict does not match the template's architecture "
                              f"(differing keys or shapes: {sorted(set(got.items()) ^ set(expected.items()))[:4]})")
     parts = {}
-    for part in ("encoder", "decoder", "discriminator"):
+    for part in getattr(template, "parts", ("encoder", "decoder", "discriminator")):  # semi-supervised models have more
         module = getattr(template, part)
         if module is None:
             continue
         if type(module) not in STACKED:
             raise ValueError(f"stack: no stacked form of {type(module).__name__}; known: {[c.__name__ for c in STACKED]}")
         parts[part] = STACKED[type(module)](module, _part(states, f"{part}."))
+    if hasattr(template, "with_parts"):  # semi-supervised: the template's own parts and settings, stacked
+        return template.with_parts(parts, StackedObjective(objectives))
+    if isinstance(template, WeakVAE):  # pairs: the same stacked networks, the template's aggregation
+        return WeakVAE(parts["encoder"], parts["decoder"], StackedObjective(objectives), reconstruction=template.reconstruction,
+                       aggregation=template.aggregation, selection=template.selection)
     return VAE(parts["encoder"], parts["decoder"], StackedObjective(objectives),
                reconstruction=template.reconstruction, discriminator=parts.get("discriminator"))
 

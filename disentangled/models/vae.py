@@ -139,4 +139,9 @@ def build_model(
             f"got {type(objective).__name__}"
         )
     encoder, decoder = build_architecture(architecture, observation_shape, num_latent, **arch_options)
-    return VAE(encoder, decoder, objective, reconstruction=reconstruction, init=arch_options.get("init", "tf1"))
+    model_class = VAE
+    if objective.batch_kind == "pairs":  # weakly supervised: the same networks, a loss on pairs
+        from .weak import WeakVAE
+
+        model_class = WeakVAE
+    return model_class(encoder, decoder, objective, reconstruction=reconstruction, init=arch_options.get("init", "tf1"))

@@ -5,7 +5,10 @@ project's namespaced key, e.g. ``dci.disentanglement``), ``value``; the run's re
 configuration flattened into ``config.*`` columns (``config.objective.beta``,
 ``config.data.name``, ...), its data source and generator under ``data.*``, and its
 post-training evaluation under ``train.*`` (``train.reconstruction_loss``,
-``train.kl_loss``, ``train.elbo``, ...). Written as Parquet (pyarrow), readable by pandas
+``train.kl_loss``, ``train.elbo``, ...). Validation scores on labelled sets (docs/semi.md) are rows too, with
+``metric`` ``<form>_validation`` and ``validation`` true (false on every other row), and the
+labelled set they were scored on under ``validation.*`` (``validation.num_labelled_samples``,
+``validation.draw``, ``validation.labeller``, ``validation.own_labels``). Written as Parquet (pyarrow), readable by pandas
 with no project code.
 """
 
@@ -42,12 +45,23 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
             for key, value in sorted(record.get("scores", {}).items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     rows.append({**base, "representation": representation, "metric": metric,
-                                 "score_key": key, "value": float(value)})
+                                 "score_key": key, "value": float(value), "validation": False})
+        for representation, form, count, draw, path in run.validation_files():
+            record = json.loads(path.read_text())
+            settings = record.get("settings", {})
+            labelled = {"validation": True, "validation.num_labelled_samples": count, "validation.draw": draw,
+                        "validation.labeller": settings.get("labeller"), "validation.own_labels": settings.get("own_labels")}
+            for key, value in sorted(record.get("scores", {}).items()):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    rows.append({**base, "representation": representation, "metric": f"{form}_validation",
+                                 "score_key": key, "value": float(value), **labelled})
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS)
     table = pd.DataFrame(rows)
     rest = sorted(c for c in table.columns if c not in ID_COLUMNS)
-    return table[ID_COLUMNS + rest].sort_values(["model_num", "representation", "score_key"], kind="stable").reset_index(drop=True)
+    order = ["model_num", "representation", "validation", "validation.num_labelled_samples", "score_key"]
+    table = table[ID_COLUMNS + rest]
+    return table.sort_values([c for c in order if c in table.columns], kind="stable").reset_index(drop=True)
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:

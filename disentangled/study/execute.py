@@ -191,8 +191,30 @@ def evaluate_run(run: RunDir, spec: StudySpec, model_num: int, device=None) -> N
         if todo:
             evaluate_run_dir(
                 run.path, representation=representation, metrics=todo, seed_per_model=ev.seed_per_model,
-                settings={m: dict(ev.metrics[m]) for m in todo}, n_jobs=1, device=device,
+                settings={m: dict(ev.metrics[m]) for m in todo}, n_jobs=1, device=device, seed_table=ev.seed_table,
             )
+    if ev.validation is not None:
+        validate_study_run(run, spec, model_num, device=device)
+
+
+def validate_study_run(run: RunDir, spec: StudySpec, model_num: int, device=None) -> None:
+    """The validation scores ``spec`` asks of this run not yet written (``evaluation.validation``; docs/semi.md).
+
+    A semi-supervised run is scored on its own labelled set; any other run on the set drawn
+    with the study's ``base.supervision`` settings and the run's seed, which is the set a
+    semi-supervised run of that seed trains on, so both kinds are selected with the same labels.
+    """
+    from ..train.validation import validate_run
+
+    v = spec.evaluation.validation
+    config = spec.run_config(model_num)
+    supervision = None if config.supervision is not None else spec.validation_supervision()
+    for representation in spec.evaluation.representations:
+        for n in spec.validation_counts(model_num):
+            todo = [f for f in v.metrics if not run.validation_file(representation, f, n, v.draw).is_file()]
+            if todo:
+                validate_run(run.path, representation=representation, forms=todo, draw=v.draw, supervision=supervision,
+                             num_labelled_samples=None if config.supervision is not None else n, device=device)
 
 
 #: OS errors that say something is wrong with the request, not with the moment: they would fail again.

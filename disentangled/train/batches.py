@@ -126,4 +126,8 @@ def _upload(images: np.ndarray, device: torch.device) -> torch.Tensor:
 #: builds one for the runs ``configs`` (one run, or an ensemble's members in order); calling it
 #: with one generator per drawing member (and their ``positions`` among ``configs``) returns the
 #: step's batch, every tensor with the members along its first axis.
-BATCH_SOURCES = {"images": MemberBatches}
+from .pair_batches import PairBatches  # noqa: E402  (it builds on MemberBatches, defined above)
+
+from .labelled import LabelledBatches  # noqa: E402  (it builds on MemberBatches, defined above)
+
+BATCH_SOURCES = {"images": MemberBatches, "pairs": PairBatches, "labelled": LabelledBatches}

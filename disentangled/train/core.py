@@ -7,7 +7,8 @@ how many models take each step together. Everything else is here:
 * :func:`build` (the data set and the freshly initialised model) and :func:`make_optimizers`
   (the VAE's and, for FactorVAE, the discriminator's update rule, ``train.optimizer``);
 * :func:`batch_source`: where each step's batch comes from (one batch per member, from the
-  member's own generator), and :func:`member_batch` to take one member's part of it;
+  member's own generator), :func:`draw` to draw a step's batch from it, and
+  :func:`member_batch` to take one member's part of it;
 * :func:`update`: one update from a step's loss terms;
 * :class:`Member`: one run while it trains: its run directory, seeds, generators, step,
   clock, the weights and optimiser states it resumes from, and the bookkeeping of a step
@@ -16,9 +17,10 @@ how many models take each step together. Everything else is here:
 
 Seeds: ``numpy.random.SeedSequence(config.seed)`` spawns four streams: weight
 initialisation, the training batches, the model's own sampling (reparameterisation,
-FactorVAE's permutations) and the evaluation batches. Every piece of state that the next
-step depends on (weights, optimiser moments, both generators) is checkpointed, so a
-resumed run ends with exactly the weights of an uninterrupted one on the CPU.
+FactorVAE's permutations) and the evaluation batches; a semi-supervised run draws its
+labelled set from a fifth (:func:`~disentangled.train.labelled.labelled_seed`). Every piece
+of state that the next step depends on (weights, optimiser moments, both generators) is
+checkpointed, so a resumed run ends with exactly the weights of an uninterrupted one on the CPU.
 """
 
 from __future__ import annotations
@@ -64,8 +66,14 @@ def build(config: RunConfig, data=None):
         options = {}
         if config.model.architecture == "conv":
             options = {"kernel_size_34": config.model.kernel_size_34, "channels_last": config.model.channels_last}
-        model = build_model(
-            config.build_objective(),
+        objective = config.build_objective()
+        builder = build_model
+        if objective.batch_kind == "labelled":  # semi-supervised: the labels' columns shape the supervised parts
+            from .labelled import semi_supervised_builder
+
+            builder = semi_supervised_builder(config, data)
+        model = builder(
+            objective,
             observation_shape=data.observation_shape,
             architecture=config.model.architecture,
             num_latent=config.model.num_latent,
@@ -76,13 +84,32 @@ def build(config: RunConfig, data=None):
 
 
 def make_optimizers(config: RunConfig, model, *, stacked: bool = False) -> dict[str, torch.optim.Optimizer]:
-    """``{"vae": ..., "discriminator": ...}`` with the rule ``train.optimizer``; ``stacked`` for an ensemble's model."""
+    """``{"vae": ..., "discriminator": ...}`` with the rule ``train.optimizer``; ``stacked`` for an ensemble's model.
+
+    A model with networks of its own beyond these (``s2_mine_vae``'s estimators) declares them in
+    :func:`extra_optimizers`; each gets an optimiser of the same rule with its own settings.
+    """
     rule = config.train.optimizer
     opts = {"vae": make_optimizer(rule, model.vae_parameters(), config.train, stacked=stacked)}
     if model.discriminator is not None:
         settings = config.build_objective().discriminator_optimizer
         opts["discriminator"] = make_optimizer(rule, model.discriminator_parameters(), settings, stacked=stacked)
+    for name, (params, settings, _) in extra_optimizers(model).items():
+        opts[name] = make_optimizer(rule, params, settings, stacked=stacked)
     return opts
+
+
+def extra_optimizers(model) -> dict:
+    """``{name: (parameters, AdamSettings, loss term)}``: the networks a model trains besides the VAE and the
+    discriminator, each minimising its own loss term (none for the unsupervised models)."""
+    declared = getattr(model, "extra_optimizers", None)
+    return declared() if declared is not None else {}
+
+
+def optimizer_names(objective) -> tuple[str, ...]:
+    """The optimisers a run of ``objective`` keeps (and checkpoints), in order."""
+    names = ("vae", "discriminator") if objective.needs_discriminator else ("vae",)
+    return names + tuple(getattr(objective, "extra_optimizers", ()))
 
 
 def batch_source(configs: Sequence[RunConfig], data, device, *, table: bool | None = None):
@@ -96,6 +123,20 @@ def batch_source(configs: Sequence[RunConfig], data, device, *, table: bool | No
     """
     kind = type(configs[0].build_objective()).batch_kind
     return BATCH_SOURCES[kind].for_runs(configs, data, device, table=table)
+
+
+def draw(batches, rngs, positions, step: int, *, evaluation: bool = False):
+    """The batch of ``step`` from the source ``batches``, for the members drawing from ``rngs``.
+
+    Sources that read a fixed set in order (the labelled part of a semi-supervised run)
+    declare ``stepwise = True``: they are told the step, and whether the batch is one of the
+    post-training evaluation's (``step`` then counts its batches), so a resumed run reads on
+    where it stopped without any state of their own. Every other source draws from the
+    generators alone.
+    """
+    if getattr(batches, "stepwise", False):
+        return batches(rngs, positions, step=step, evaluation=evaluation)
+    return batches(rngs, positions)
 
 
 def member_batch(batch, i: int):
@@ -119,6 +160,10 @@ def update(model, optimizers: dict[str, torch.optim.Optimizer], terms: dict, *, 
         for p in model.discriminator_parameters():  # the VAE loss must not move the discriminator
             p.grad = None
         (terms["discriminator_loss"].sum() if total else terms["discriminator_loss"]).backward()
+    for params, _, term in extra_optimizers(model).values():  # each extra network on its own term only
+        for p in params:
+            p.grad = None
+        (terms[term].sum() if total else terms[term]).backward()
     for opt in optimizers.values():
         opt.step()
 
@@ -183,7 +228,7 @@ class Member:
         member = cls(config, run, s, np.random.default_rng(s["data"]), torch.Generator().manual_seed(s["sampling"]),
                      device_name(device), index=index)
         model = _Holder()
-        optim = {name: _Holder() for name in ("vae", "discriminator")[: 1 + config.build_objective().needs_discriminator]}
+        optim = {name: _Holder() for name in optimizer_names(config.build_objective())}
         state = ckpt.load_latest(run.checkpoints, model, optim, member.generator)
         if state is None:
             run.write_metadata(_metadata(config, data, s, member.device, ensemble))
@@ -261,8 +306,8 @@ def evaluate(model, members: Sequence[Member], batches, *, stacked: bool) -> lis
     sums: list[dict] = [{} for _ in members]
     model.eval()
     positions = [m.index for m in members] if stacked else [0]
-    for _ in range(t.eval_batches):
-        batch = batches(rngs, positions)
+    for i in range(t.eval_batches):
+        batch = draw(batches, rngs, positions, i, evaluation=True)
         terms = model.loss_terms(batch if stacked else member_batch(batch, 0), step=t.steps,
                                  generator=generators if stacked else generators[0])
         for k, v in terms.items():
@@ -298,6 +343,10 @@ def _metadata(config: RunConfig, data, s: dict, device: str, ensemble: int | Non
         meta["gpu"] = torch.cuda.get_device_name(torch.device(device))
     if ensemble is not None:
         meta["ensemble"] = {"size": ensemble}
+    if config.supervision is not None:  # the labelled set: its seed, labeller, sizes and split
+        from .labelled import describe_labelled
+
+        meta["labelled"] = describe_labelled(config, data)
     return meta
 
 

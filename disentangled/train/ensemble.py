@@ -1,8 +1,9 @@
 """Train many models in one process as one vectorised model (an ensemble).
 
 ``train_ensemble(configs, run_dirs)`` trains ``M`` runs that share their architecture,
-objective, data set and training settings but not their seeds or the objective's
-hyperparameters (beta, gamma, c_max, lambda_od, ...). The models are stacked along a
+objective, data set and training settings but not their seeds, the objective's
+hyperparameters (beta, gamma, c_max, lambda_od, ...) or, for the weakly-supervised
+objectives, how many factors their pairs change (``data.pairs.k``). The models are stacked along a
 leading axis (:mod:`disentangled.models.stacked`) and take every step together. Each
 member still gets a run directory exactly as :func:`~disentangled.train.loop.train`
 writes it (config, metadata, log, checkpoints, final weights, results, done-marker,
@@ -59,7 +60,7 @@ import torch
 
 from ..config import RunConfig
 from ..rundir import RunDir
-from .core import Member, batch_source, build, evaluate, finite_members, make_optimizers, training_device, update
+from .core import Member, batch_source, build, draw, evaluate, finite_members, make_optimizers, training_device, update
 from ..errors import ParameterError
 
 #: Members stacked at once on the CPU. There each member runs its own kernels in turn, so
@@ -70,7 +71,7 @@ CPU_MAX_MEMBERS = 16
 
 #: Keys of a resolved configuration that may differ between members (besides the
 #: objective's numeric hyperparameters).
-STACKABLE = ("seed",)
+STACKABLE = ("seed", "data.pairs.k")  # k: how many factors a pair changes (weak supervision)
 
 
 def stack_key(config: RunConfig) -> str:
@@ -90,7 +91,7 @@ def check_stackable(configs: Sequence[RunConfig]) -> None:
     fixed = [k for k in differing if k not in STACKABLE and not all(_numeric_objective_key(k, f.get(k)) for f in flats)]
     if fixed:
         raise ParameterError(
-            f"configs: ensemble members may differ only in seed and the objective's numeric hyperparameters; "
+            f"configs: ensemble members may differ only in seed, data.pairs.k and the objective's numeric hyperparameters; "
             f"these differ: {', '.join(fixed)}. Train such runs in separate ensembles (study run --ensemble groups them)."
         )
 
@@ -251,7 +252,8 @@ def _segment(group, template, data, batches, start, stop, bar, outcomes, live) -
     failed: set[int] = set()
     try:
         for step in range(start, stop):
-            terms = model.loss_terms(batches([m.data_rng for m in group], positions), step=step, generator=generators)
+            batch = draw(batches, [m.data_rng for m in group], positions, step)
+            terms = model.loss_terms(batch, step=step, generator=generators)
             for i, ok in enumerate(finite_members(terms)):
                 if not ok and i not in failed:
                     failed.add(i)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..rundir import RunConfigMismatch, RunDir
-from .core import (Member, TrainingDiverged, batch_source, build, evaluate, finite_members, make_optimizers, member_batch,
-                   seeds, training_device, update)
+from .core import (Member, TrainingDiverged, batch_source, build, draw, evaluate, finite_members, make_optimizers,
+                   member_batch, seeds, training_device, update)
 
 __all__ = ["RunConfigMismatch", "TrainingDiverged", "build", "make_optimizers", "seeds", "train", "update"]
 
@@ -55,7 +55,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     member.start_clock()
     with bar, member.open_log() as log:
         for step in range(member.step, t.steps):
-            batch = member_batch(batches([member.data_rng], [0]), 0)
+            batch = member_batch(draw(batches, [member.data_rng], [0], step), 0)
             terms = model.loss_terms(batch, step=step, generator=member.generator)
             if not finite_members(terms)[0]:
                 raise member.fail(step, {k: v.item() for k, v in terms.items()})

@@ -1,6 +1,7 @@
 """Pictures: image grids, factor variations, and a trained model's reconstructions and traversals."""
 
 from .grids import captioned_grid, factor_variations, grid, labelled_grid, save_gif, save_labelled_grid, save_png, to_hwc_uint8
+from .pairs import pair_pictures
 
 
 def visualize(run_dir, output_dir=None, **options):
@@ -15,6 +16,7 @@ __all__ = [
     "factor_variations",
     "grid",
     "labelled_grid",
+    "pair_pictures",
     "save_gif",
     "save_labelled_grid",
     "save_png",

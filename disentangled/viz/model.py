@@ -10,6 +10,9 @@
     animated_traversals/<kind>_cycle<k>.gif
                                  every dimension cycling out and back, one panel per dimension,
                                  for each kind of range (below) and each of the first bases
+    weak/pairs.png, weak/animation.gif, weak/pairs.json
+                                 a weakly-supervised run only: pairs as it trained on them
+                                 (:mod:`disentangled.viz.pairs`)
     manifest.json                settings, files and the latent statistics; written last
 
 Images are ``sigmoid(decoder logits)`` (both reconstruction losses of the study use logits),
@@ -310,6 +313,12 @@ def visualize(run_dir: str | Path, output_dir: str | Path | None = None, *, over
     title = f"{objective.get('name', '')} seed {config.seed}"
     run_settings = {**wanted, "animations": tuple(wanted["animations"])}
     manifest = visualize_model(model, data, out_dir, title=title, **run_settings)
+    if config.data.pairs is not None:  # a weakly-supervised run: also the pairs it trained on (weak/, as the reference)
+        from .pairs import pair_pictures
+
+        drawn = pair_pictures(data, out_dir / "weak", sampler=config.data.pairs.sampler, k=config.data.pairs.k,
+                              seed=wanted["seed"])
+        manifest["files"] += [path.relative_to(out_dir).as_posix() for path in drawn]
     manifest = {"run_id": config.run_id, "data": config.data.name, "settings": wanted, **manifest}
     write_json_atomic(manifest_path, manifest)
     return manifest

@@ -6,6 +6,7 @@ from .beta_tc_vae import BetaTCVAE
 from .beta_vae import BetaVAE
 from .dip_vae import DIPVAEI, DIPVAEII, dip_penalty
 from .factor_vae import FactorVAE
+from .weak import AdaGVAE, AdaMLVAE, GroupVAE, MLVAE, WeakObjective
 
 __all__ = [
     "AdamSettings",
@@ -19,4 +20,9 @@ __all__ = [
     "Objective",
     "VAE_OPTIMIZER",
     "dip_penalty",
+    "AdaGVAE",
+    "AdaMLVAE",
+    "GroupVAE",
+    "MLVAE",
+    "WeakObjective",
 ]
