@@ -26,7 +26,8 @@ float32 ``1 / scale``, channels first).
 
 from __future__ import annotations
 
-from typing import Sequence
+import abc
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +40,27 @@ DEVICE_TABLE_SHARE = 0.5
 _COPY_ROWS = 1 << 14  # rows per host-to-device copy while uploading a table
 
 
-class MemberBatches:
+class BatchSource(abc.ABC):
+    """Where a training step's batch comes from (abstract): one batch per drawing member, from its generator.
+
+    ``for_runs(configs, data, device, table=)`` builds one for the runs ``configs``; calling it
+    with the drawing members' generators and positions among ``configs`` returns the step's
+    batch, every tensor with the members along its first axis. A source that reads a fixed set
+    in order declares ``stepwise`` and is also told the step (and whether the batch is one of
+    the post-training evaluation's), so that a resumed run reads on where it stopped.
+    """
+
+    stepwise: ClassVar[bool] = False
+
+    @classmethod
+    @abc.abstractmethod
+    def for_runs(cls, configs, data, device, *, table: bool | None = None) -> "BatchSource": ...
+
+    @abc.abstractmethod
+    def __call__(self, rngs: Sequence[np.random.Generator], positions: Sequence[int] | None = None, **step): ...
+
+
+class MemberBatches(BatchSource):
     """Draw ``[M, B, C, H, W]`` batches, member ``m`` from ``rngs[m]``; see the module docstring.
 
     ``table``: ``None`` uses the image table on a GPU when the data set has one; ``True``

@@ -129,12 +129,12 @@ def draw(batches, rngs, positions, step: int, *, evaluation: bool = False):
     """The batch of ``step`` from the source ``batches``, for the members drawing from ``rngs``.
 
     Sources that read a fixed set in order (the labelled part of a semi-supervised run)
-    declare ``stepwise = True``: they are told the step, and whether the batch is one of the
+    declare ``stepwise`` (:class:`~disentangled.train.batches.BatchSource`): they are told the step, and whether the batch is one of the
     post-training evaluation's (``step`` then counts its batches), so a resumed run reads on
     where it stopped without any state of their own. Every other source draws from the
     generators alone.
     """
-    if getattr(batches, "stepwise", False):
+    if batches.stepwise:
         return batches(rngs, positions, step=step, evaluation=evaluation)
     return batches(rngs, positions)
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..data.labelled import LABELLERS, Labeller, LabelledSet, label_columns, largest_label_size, sample_labelled
-from .batches import MemberBatches
+from .batches import BatchSource, MemberBatches
 
 #: The spawn key of the labelled set's stream in a run's SeedSequence (after init, data, sampling, eval).
 LABELLED_STREAM = 4
@@ -131,7 +131,7 @@ def semi_supervised_builder(config, data):
     return functools.partial(build_semi_model, num_columns=num_columns, label_width=width, column_sizes=sizes)
 
 
-class LabelledBatches:
+class LabelledBatches(BatchSource):
     """Each step's ``{"unlabelled", "labelled", "labels", "sizes"}`` for the runs given to :meth:`for_runs`.
 
     ``unlabelled`` ``[M, B, C, H, W]`` is exactly :class:`~disentangled.train.batches.MemberBatches`'
