@@ -39,7 +39,6 @@ from .mine import MineEstimators, mine_estimates, pair_indices
 from .objectives.base import Objective
 from .supervised_losses import LossParameters
 from .vae import VAE
-from .weak import WeakVAE
 
 
 def stacked_linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -311,20 +310,14 @@ def stack(template: VAE, objectives: Sequence[Objective], states: Sequence[dict]
             raise ValueError(f"stack: model {m}'s state dict does not match the template's architecture "
                              f"(differing keys or shapes: {sorted(set(got.items()) ^ set(expected.items()))[:4]})")
     parts = {}
-    for part in getattr(template, "parts", ("encoder", "decoder", "discriminator")):  # semi-supervised models have more
+    for part in template.parts:
         module = getattr(template, part)
         if module is None:
             continue
         if type(module) not in STACKED:
             raise ValueError(f"stack: no stacked form of {type(module).__name__}; known: {[c.__name__ for c in STACKED]}")
         parts[part] = STACKED[type(module)](module, _part(states, f"{part}."))
-    if hasattr(template, "with_parts"):  # semi-supervised: the template's own parts and settings, stacked
-        return template.with_parts(parts, StackedObjective(objectives))
-    if isinstance(template, WeakVAE):  # pairs: the same stacked networks, the template's aggregation
-        return WeakVAE(parts["encoder"], parts["decoder"], StackedObjective(objectives), reconstruction=template.reconstruction,
-                       aggregation=template.aggregation, selection=template.selection)
-    return VAE(parts["encoder"], parts["decoder"], StackedObjective(objectives),
-               reconstruction=template.reconstruction, discriminator=parts.get("discriminator"))
+    return template.with_parts(parts, StackedObjective(objectives))  # the template's kind, settings and parts
 
 
 def stack_models(models: Sequence[VAE]) -> VAE:

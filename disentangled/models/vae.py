@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from torch import Tensor, nn
 
@@ -39,6 +39,10 @@ class VAE(nn.Module):
     discriminator and none is given, a :class:`Discriminator` of ``encoder.num_latent`` inputs
     is built here with ``init``.
     """
+
+    #: The networks of the model, in the order they are initialised; an ensemble stacks each
+    #: (:func:`disentangled.models.stacked.stack`). A part may be None (no discriminator).
+    parts: ClassVar[tuple[str, ...]] = ("encoder", "decoder", "discriminator")
 
     def __init__(
         self,
@@ -112,6 +116,11 @@ class VAE(nn.Module):
                 self.discriminator, z, generator=generator
             )
         return terms
+
+    def with_parts(self, parts: dict, objective: Objective) -> "VAE":
+        """A model shaped like this one from other parts (a stack of members' parts) and objective."""
+        return VAE(parts["encoder"], parts["decoder"], objective, reconstruction=self.reconstruction,
+                   discriminator=parts.get("discriminator"))
 
     def vae_parameters(self) -> list[nn.Parameter]:
         """Encoder and decoder parameters (what the VAE optimiser updates)."""

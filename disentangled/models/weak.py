@@ -53,6 +53,11 @@ class WeakVAE(VAE):
         check_choice("aggregation", self.aggregation, AGGREGATIONS)
         check_choice("selection", self.selection, SELECTIONS)
 
+    def with_parts(self, parts: dict, objective) -> "WeakVAE":
+        """The same kind of model from other parts (a stack), keeping this one's aggregation and selection."""
+        return WeakVAE(parts["encoder"], parts["decoder"], objective, reconstruction=self.reconstruction,
+                       aggregation=self.aggregation, selection=self.selection)
+
     def aggregate(self, mean: Tensor, logvar: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         """The aggregated posteriors of both images ``[..., 2B, D]`` from the encoder's ``[..., 2B, D]``."""
         b = label.shape[-1]
