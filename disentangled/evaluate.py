@@ -21,14 +21,16 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
 from . import metrics as M
-from .errors import MissingFileError, ParameterError, check_choice
+from .errors import MissingFileError, ParameterError, check_choice, check_int
 from .io import write_json_atomic
+from .rundir import MetricKey
 
 REPRESENTATIONS = ("mean", "sampled")
 
@@ -143,6 +145,129 @@ def metric_seed(representation: str, metric: str, *, model_seed: int | None = No
     if model_seed is None:
         raise ParameterError("seed_per_model needs the model's seed")
     return int(np.random.SeedSequence([base, int(model_seed)]).generate_state(1)[0])
+
+
+SEED_SCHEMES = ("study", "per_model", "jmlr")
+UNSWEPT_SEEDS = ("reference", "drawn")
+
+
+@dataclass(frozen=True)
+class EvaluationProtocol:
+    """How often, at which sample sizes and with which seeds a run's metrics are computed.
+
+    ``num_eval``: repetitions of every evaluation, each with its own seed. ``sample_sizes``:
+    per metric, the ``num_train`` values to compute it at, each its own result (a swept
+    metric is computed only at these sizes). ``seeds``:
+
+    * ``study`` (default): the study's seed table, the same for every model; repetition k > 0
+      and swept sizes mix (k, size) into the seed.
+    * ``per_model``: those seeds mixed with the model's seed.
+    * ``jmlr``: the reference's JMLR pipeline (``dlib_reproduce_jmlr``): one
+      ``RandomState(random_seed)`` per model draws the model's training seed, then one seed
+      per representation (sorted), then for each repetition, representation and metric
+      (sorted by the reference's configuration names) one seed per sample size of a swept
+      metric. The reference gives metrics it does not sweep no seed, so they keep the
+      configuration's ``random_seed = 0`` in every repetition and for every model;
+      ``unswept_seeds="reference"`` (default) keeps that, ``"drawn"`` gives each a seed of
+      its own from ``SeedSequence([random_seed, repetition, ...])``, leaving the stream the
+      swept metrics draw from as it is.
+    """
+
+    num_eval: int = 1
+    sample_sizes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    seeds: str = "study"
+    seed_table: str = "unsupervised_study_v1"
+    unswept_seeds: str = "reference"
+
+    def __post_init__(self):
+        check_int("num_eval", self.num_eval, low=1, why="the number of repetitions of each evaluation")
+        check_choice("seeds", self.seeds, SEED_SCHEMES)
+        check_choice("seed_table", self.seed_table, list(SEED_TABLES))
+        check_choice("unswept_seeds", self.unswept_seeds, UNSWEPT_SEEDS)
+        sizes = {}
+        for metric, values in dict(self.sample_sizes).items():
+            M.get(metric)  # an unknown metric fails here, with close matches
+            if isinstance(values, (int, str)) or not values:
+                raise ParameterError(f"sample_sizes.{metric} must be a non-empty list of sample sizes (num_train "
+                                     f"values), got {values!r}")
+            for value in values:
+                check_int(f"sample_sizes.{metric}", value, low=1, why="a number of training points (num_train)")
+            sizes[metric] = tuple(sorted(set(int(v) for v in values)))
+        object.__setattr__(self, "sample_sizes", sizes)
+
+    def keys(self, representations: Iterable[str], metrics: Iterable[str]) -> list[MetricKey]:
+        """Every evaluation, in the order the JMLR pipeline draws their seeds."""
+        reps = sorted(set(representations))
+        ordered = sorted(set(metrics), key=lambda m: DLIB_METRIC_NAMES.get(m, m))
+        return [MetricKey(r, m, size, k) for k in range(self.num_eval) for r in reps for m in ordered
+                for size in self.sample_sizes.get(m, (None,))]
+
+    def settings(self, key: MetricKey, settings: Mapping | None = None) -> dict:
+        """The metric's settings for ``key``: ``settings`` with the sample size bound to ``num_train``.
+
+        Every metric has ``num_train``; where it is a list of sizes (the downstream tasks), a
+        sample size makes it that one size. (The reference binds ``<config name>.num_train``,
+        which names the configurable only for five of the study's nine configurations.)
+        """
+        out = dict(settings or {})
+        if key.sample_size is not None:
+            default = M.METRICS[key.metric].__dataclass_fields__["num_train"].default
+            out["num_train"] = (key.sample_size,) if isinstance(default, tuple) else key.sample_size
+        return out
+
+    def model_seed(self, random_seed: int) -> int:
+        """The JMLR pipeline's training seed for ``random_seed``: the first draw of its stream."""
+        return int(np.random.RandomState(random_seed).randint(2**32))
+
+    def seeds_for(self, keys: list[MetricKey], *, model_seed: int | None = None,
+                  random_seed: int | None = None) -> tuple[dict[str, int], dict[MetricKey, int]]:
+        """``(representation seeds, evaluation seeds)`` for a model.
+
+        ``model_seed``: the run's seed (``per_model``); ``random_seed``: the JMLR pipeline's
+        seed of the model (``jmlr``). ``keys`` must be all of the model's evaluations (as
+        :meth:`keys` gives them), since in the JMLR stream each seed depends on those before.
+        """
+        reps = sorted({k.representation for k in keys})
+        if self.seeds == "jmlr":
+            if random_seed is None:
+                raise ParameterError("seeds='jmlr' needs the model's random_seed (the JMLR pipeline's --random_seed)")
+            stream = np.random.RandomState(random_seed)
+            stream.randint(2**32)  # the model's training seed
+            rep_seeds = {r: int(stream.randint(2**32)) for r in reps}
+            out = {}
+            for i, key in enumerate(keys):
+                if key.sample_size is not None:
+                    out[key] = int(stream.randint(2**32))
+                elif self.unswept_seeds == "reference":
+                    out[key] = 0
+                else:
+                    out[key] = int(np.random.SeedSequence([random_seed, key.repetition, i]).generate_state(1)[0])
+            return rep_seeds, out
+        per_model = self.seeds == "per_model"
+        if per_model and model_seed is None:
+            raise ParameterError("seeds='per_model' needs the model's seed")
+        rep_seeds = {}
+        for r in reps:
+            rep_seeds[r] = POSTPROCESS_SEEDS[r]
+            if per_model:
+                rep_seeds[r] = int(np.random.SeedSequence([rep_seeds[r], int(model_seed)]).generate_state(1)[0])
+        out = {}
+        for key in keys:
+            seed = metric_seed(key.representation, key.metric, model_seed=model_seed, seed_per_model=per_model,
+                               table=self.seed_table)
+            if key.repetition or key.sample_size is not None:
+                seed = int(np.random.SeedSequence([seed, key.repetition, key.sample_size or 0]).generate_state(1)[0])
+            out[key] = seed
+        return rep_seeds, out
+
+    def describe(self) -> dict:
+        """What a results file records of the protocol (only what differs from the study's)."""
+        out: dict = {"seed_policy": self.seeds}
+        if self.seed_table != "unsupervised_study_v1":
+            out["seed_table"] = self.seed_table
+        if self.seeds == "jmlr":
+            out["unswept_seeds"] = self.unswept_seeds
+        return out
 
 
 def to_dlib_keys(scores: dict[str, float]) -> dict[str, float]:
@@ -319,7 +444,7 @@ def metrics_dir(run_dir: str | Path, representation: str) -> Path:
 def evaluate_run(
     run_dir: str | Path,
     *,
-    representation: str = "mean",
+    representation: str | Iterable[str] = "mean",
     metrics: Iterable[str] | None = None,
     seed_per_model: bool = False,
     force: bool = False,
@@ -328,68 +453,86 @@ def evaluate_run(
     settings: dict[str, dict] | None = None,
     device=None,
     seed_table: str = "unsupervised_study_v1",
+    protocol: EvaluationProtocol | None = None,
+    random_seed: int | None = None,
 ) -> dict[str, dict]:
-    """Score a finished run; write ``metrics/<representation>/<metric>.json``; skip done ones.
+    """Score a finished run; write one file per evaluation (``RunDir.metric_path``); skip done ones.
 
-    ``settings`` overrides the study's settings per metric (recorded in each file).
-    ``seed_table``: whose evaluation seeds (:data:`SEED_TABLES`), recorded in each file.
-    ``device`` is where the encoder runs (default: the CPU; recorded as ``encoded_on``).
+    ``representation``: one or several. ``settings`` overrides the study's settings per
+    metric (recorded in each file). ``protocol`` says how often, at which sample sizes and
+    with which seeds (:class:`EvaluationProtocol`; default: once, with the study's seeds of
+    ``seed_table``, mixed with the model's seed with ``seed_per_model``); ``random_seed`` is
+    the model's JMLR pipeline seed for ``protocol.seeds == "jmlr"``. ``device`` is where the
+    encoder runs (default: the CPU; recorded as ``encoded_on``). Returns the records by file
+    stem (the metric's name, for an evaluation that is neither repeated nor swept).
     """
     from . import __version__, data as data_module
+    from .metrics.sampling import resolve_cache
+    from .rundir import RunDir
     from .train.represent import Representation, load_model, resolve_device
 
+    if protocol is None:
+        protocol = EvaluationProtocol(seeds="per_model" if seed_per_model else "study", seed_table=seed_table)
     device = resolve_device(device)
-    check_choice("representation", representation, REPRESENTATIONS)
-    run_dir = Path(run_dir)
+    representations = [representation] if isinstance(representation, str) else list(representation)
+    for rep in representations:
+        check_choice("representation", rep, REPRESENTATIONS)
+    run = RunDir(run_dir)
     names = _metric_list(metrics, M.STUDY_METRICS)
-    out_dir = metrics_dir(run_dir, representation)
+    keys = protocol.keys(representations, names)
+    requested = {k: protocol.settings(k, (settings or {}).get(k.metric)) for k in keys}
     done = {}
-    for name in names:
-        path = out_dir / f"{name}.json"
+    for key in keys:
+        path = run.metric_path(key)
         if path.is_file() and not force:
             record = json.loads(path.read_text())
-            if record.get("settings") == requested_settings(name, (settings or {}).get(name)):
-                done[name] = record
+            if record.get("settings") == requested_settings(key.metric, requested[key]):
+                done[key] = record
                 if echo:
-                    echo(f"{name}: done already ({path})")
+                    echo(f"{key.stem}: done already ({path})")
             elif echo:
-                echo(f"{name}: {path} has other settings; computing again")
-    todo = [n for n in names if n not in done]
-    if not todo:
-        return done
-    model, config = load_model(run_dir)
-    model_seed = int(getattr(config, "seed", 0))
-    rep_seed = POSTPROCESS_SEEDS[representation]
-    if seed_per_model:
-        rep_seed = int(np.random.SeedSequence([rep_seed, model_seed]).generate_state(1)[0])
-    rep = Representation(model, representation, seed=rep_seed, device=device)
-    data = data_module.get(config.data.name, **config.data.options())
-    seeds = {n: metric_seed(representation, n, model_seed=model_seed, seed_per_model=seed_per_model, table=seed_table)
-             for n in todo}
-    run_id = getattr(config, "run_id", None)
-
-    def write(name: str, record: dict) -> None:
-        record = {
-            **record,
-            "representation": representation,
-            "representation_seed": rep_seed,
-            "encoded_on": device.type,
-            "seed_policy": "per_model" if seed_per_model else "study",
-            **({"seed_table": seed_table} if seed_table != "unsupervised_study_v1" else {}),
-            "run_id": run_id,
-            "data": data.describe(),
-            "package_version": __version__,
-        }
-        write_json_atomic(out_dir / f"{name}.json", record)
-        done[name] = record
-        if echo:
-            shown = ", ".join(f"{k.split('.', 1)[1]}={v:.4g}" for k, v in list(record["scores"].items())[:4])
-            echo(f"{name}: {shown} ({record['elapsed_s']:.1f} s)")
-
-    evaluate_representation(
-        data, rep, metrics=todo, seeds=seeds, representation_kind=representation, n_jobs=n_jobs, on_result=write, settings=settings
-    )
-    return {n: done[n] for n in names}
+                echo(f"{key.stem}: {path} has other settings; computing again")
+    todo = [k for k in keys if k not in done]
+    if todo:
+        model, config = load_model(run.path)
+        model_seed = int(getattr(config, "seed", 0))
+        if protocol.seeds == "jmlr" and random_seed is not None and protocol.model_seed(random_seed) != model_seed:
+            raise ParameterError(
+                f"{run.path}: trained with seed {model_seed}, which is not the JMLR pipeline's model seed for "
+                f"random_seed={random_seed} ({protocol.model_seed(random_seed)}); give the random_seed the run was "
+                "planned with, or evaluate with another seed scheme")
+        rep_seeds, seeds = protocol.seeds_for(keys, model_seed=model_seed, random_seed=random_seed)
+        data = data_module.get(config.data.name, **config.data.options())
+        run_id = getattr(config, "run_id", None)
+        for rep in representations:
+            todo_here = [k for k in todo if k.representation == rep]
+            if not todo_here:
+                continue
+            encoder = Representation(model, rep, seed=rep_seeds[rep], device=device)
+            shared = resolve_cache(data, encoder, None)  # each distinct observation encoded once for all of them
+            for key in todo_here:
+                record = evaluate_representation(
+                    data, encoder, metrics=[key.metric], seeds={key.metric: seeds[key]}, representation_kind=rep,
+                    cache=shared, n_jobs=n_jobs, settings={key.metric: requested[key]})[key.metric]
+                record = {
+                    **record,
+                    "representation": rep,
+                    **({"sample_size": key.sample_size} if key.sample_size is not None else {}),
+                    **({"repetition": key.repetition} if protocol.num_eval > 1 else {}),
+                    "representation_seed": rep_seeds[rep],
+                    "encoded_on": device.type,
+                    **protocol.describe(),
+                    **({"random_seed": random_seed} if protocol.seeds == "jmlr" else {}),
+                    "run_id": run_id,
+                    "data": data.describe(),
+                    "package_version": __version__,
+                }
+                write_json_atomic(run.metric_path(key), record)
+                done[key] = record
+                if echo:
+                    shown = ", ".join(f"{k.split('.', 1)[1]}={v:.4g}" for k, v in list(record["scores"].items())[:4])
+                    echo(f"{key.stem}: {shown} ({record['elapsed_s']:.1f} s)")
+    return {k.stem if len(representations) == 1 else f"{k.representation}/{k.stem}": done[k] for k in keys}
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ A run directory holds one trained model and everything said about it::
       train_results.json     the objective on train.eval_batches fresh batches, elapsed time, steps
       train.done             written last, atomically: training is complete
       failed.json            only after a non-finite loss: step, terms, last good checkpoint
-      metrics/<representation>/<metric>.json   one evaluation each, written atomically
+      metrics/<representation>/<metric>[.n<size>][.r<k>].json   one evaluation each, written atomically;
+                             .n<size>: at sample size num_train = size (a swept metric), .r<k>: repetition k > 0
       metrics/<representation>/validation/<form>_<n>[_disjoint].json   a validation score on n labels (docs/semi.md)
       visualizations/        pictures (manifest and files: disentangled.viz.model)
       stage_failed.json      in a study: the last failure of this run (stage, reason, tries, transient or not)
@@ -41,6 +42,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DisentangledError
@@ -57,6 +59,39 @@ class DamagedFile(DisentangledError):
 
 class StudyDirError(DisentangledError, ValueError):
     """The folder is not a study directory, or it belongs to another spec."""
+
+
+@dataclass(frozen=True, order=True)
+class MetricKey:
+    """One evaluation of a run: a metric on a representation, at a sample size, in a repetition.
+
+    ``sample_size`` is the metric's ``num_train`` when a study sweeps it (None: the metric's
+    own setting); ``repetition`` counts repeated evaluations with distinct seeds
+    (``evaluation.num_eval``). Repetition 0 without a sample size is the ordinary evaluation,
+    so its file is the one a study without these options writes.
+    """
+
+    representation: str
+    metric: str
+    sample_size: int | None = None
+    repetition: int = 0
+
+    @property
+    def stem(self) -> str:
+        size = "" if self.sample_size is None else f".n{self.sample_size}"
+        repetition = "" if self.repetition == 0 else f".r{self.repetition}"
+        return f"{self.metric}{size}{repetition}"
+
+    @classmethod
+    def from_stem(cls, representation: str, stem: str) -> MetricKey:
+        metric, *parts = stem.split(".")  # metric names have no dots
+        size, repetition = None, 0
+        for part in parts:
+            if part[:1] == "n" and part[1:].isdigit():
+                size = int(part[1:])
+            elif part[:1] == "r" and part[1:].isdigit():
+                repetition = int(part[1:])
+        return cls(representation, metric, size, repetition)
 
 
 #: The optimiser rule of runs whose config.json predates the ``train.optimizer`` key.
@@ -144,12 +179,16 @@ class RunDir(_Folder):
     def metrics_dir(self, representation: str) -> Path:
         return self.path / "metrics" / representation
 
-    def metric_file(self, representation: str, metric: str) -> Path:
-        return self.metrics_dir(representation) / f"{metric}.json"
+    def metric_file(self, representation: str, metric: str, *, sample_size: int | None = None,
+                    repetition: int = 0) -> Path:
+        return self.metric_path(MetricKey(representation, metric, sample_size, repetition))
 
-    def metric_files(self) -> list[tuple[str, str, Path]]:
-        """``(representation, metric, path)`` of every evaluation written so far, sorted."""
-        return [(p.parent.name, p.stem, p) for p in sorted((self.path / "metrics").glob("*/*.json"))]
+    def metric_path(self, key: MetricKey) -> Path:
+        return self.metrics_dir(key.representation) / f"{key.stem}.json"
+
+    def metric_files(self) -> list[tuple[MetricKey, Path]]:
+        """``(key, path)`` of every evaluation written so far, sorted."""
+        return [(MetricKey.from_stem(p.parent.name, p.stem), p) for p in sorted((self.path / "metrics").glob("*/*.json"))]
 
     def validation_file(self, representation: str, form: str, num_labelled_samples: int, draw: str = "training") -> Path:
         """The validation score of ``form`` (``mig``, ``dci``, ...) on ``num_labelled_samples`` labels of ``draw``."""
@@ -371,9 +410,9 @@ class StudyDir(_Folder):
             )
         return from_mapping(_read_json(self.spec_file)["spec"], source=str(self.spec_file))
 
-    def evaluations(self, spec) -> list[tuple[str, str]]:
-        """Every ``(representation, metric)`` that ``spec`` asks of each run."""
-        return [(r, m) for r in spec.evaluation.representations for m in spec.evaluation.metrics]
+    def evaluations(self, spec) -> list[MetricKey]:
+        """Every evaluation that ``spec`` asks of each run."""
+        return spec.evaluation.keys()
 
     def validations(self, spec, model_num: int) -> list[Path]:
         """The validation files ``spec`` asks of run ``model_num`` (none without ``evaluation.validation``)."""
@@ -386,7 +425,7 @@ class StudyDir(_Folder):
 
     def is_complete(self, spec, model_num: int) -> bool:
         run = self.run(model_num)
-        return (run.is_done and all(run.metric_file(r, m).is_file() for r, m in self.evaluations(spec))
+        return (run.is_done and all(run.metric_path(k).is_file() for k in self.evaluations(spec))
                 and all(p.is_file() for p in self.validations(spec, model_num)))
 
     def stage_status(self, spec, model_num: int) -> dict:
@@ -405,7 +444,7 @@ class StudyDir(_Folder):
             return "missing"
 
         out = {"model_num": model_num, "train": state(run.is_done, "train")}
-        evals = [run.metric_file(r, m).is_file() for r, m in self.evaluations(spec)]
+        evals = [run.metric_path(k).is_file() for k in self.evaluations(spec)]
         evals += [p.is_file() for p in self.validations(spec, model_num)]
         out["evaluate"] = state(all(evals), "evaluate") if evals else "done"
         out["evaluations_done"] = f"{sum(evals)}/{len(evals)}"

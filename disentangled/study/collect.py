@@ -5,7 +5,10 @@ project's namespaced key, e.g. ``dci.disentanglement``), ``value``; the run's re
 configuration flattened into ``config.*`` columns (``config.objective.beta``,
 ``config.data.name``, ...), its data source and generator under ``data.*``, and its
 post-training evaluation under ``train.*`` (``train.reconstruction_loss``,
-``train.kl_loss``, ``train.elbo``, ...). Validation scores on labelled sets (docs/semi.md) are rows too, with
+``train.kl_loss``, ``train.elbo``, ...). ``repetition`` (0, 1, ... with ``evaluation.num_eval``; 0 on
+every row of a study that does not repeat) and ``sample_size`` (the ``num_train`` of a metric swept
+by ``evaluation.sample_sizes``; missing where the metric's own setting was used) tell repeated and
+swept evaluations apart. Validation scores on labelled sets (docs/semi.md) are rows too, with
 ``metric`` ``<form>_validation`` and ``validation`` true (false on every other row), and the
 labelled set they were scored on under ``validation.*`` (``validation.num_labelled_samples``,
 ``validation.draw``, ``validation.labeller``, ``validation.own_labels``). Written as Parquet (pyarrow), readable by pandas
@@ -40,11 +43,12 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
         base.update({f"data.{k}": _plain(v) for k, v in run.metadata().get("data", {}).items() if k != "name"})
         if run.is_done:
             base.update({f"train.{k}": float(v) for k, v in run.results().items() if isinstance(v, (int, float))})
-        for representation, metric, path in run.metric_files():
+        for mkey, path in run.metric_files():
             record = json.loads(path.read_text())
             for key, value in sorted(record.get("scores", {}).items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    rows.append({**base, "representation": representation, "metric": metric,
+                    rows.append({**base, "representation": mkey.representation, "metric": mkey.metric,
+                                 "repetition": mkey.repetition, "sample_size": mkey.sample_size,
                                  "score_key": key, "value": float(value), "validation": False})
         for representation, form, count, draw, path in run.validation_files():
             record = json.loads(path.read_text())
@@ -54,12 +58,16 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
             for key, value in sorted(record.get("scores", {}).items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     rows.append({**base, "representation": representation, "metric": f"{form}_validation",
-                                 "score_key": key, "value": float(value), **labelled})
+                                 "repetition": 0, "sample_size": None, "score_key": key, "value": float(value),
+                                 **labelled})
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS)
     table = pd.DataFrame(rows)
+    table["repetition"] = table["repetition"].astype("int64")
+    table["sample_size"] = table["sample_size"].astype("Int64")  # missing where the metric's own num_train was used
     rest = sorted(c for c in table.columns if c not in ID_COLUMNS)
-    order = ["model_num", "representation", "validation", "validation.num_labelled_samples", "score_key"]
+    order = ["model_num", "representation", "validation", "validation.num_labelled_samples", "score_key",
+             "sample_size", "repetition"]
     table = table[ID_COLUMNS + rest]
     return table.sort_values([c for c in order if c in table.columns], kind="stable").reset_index(drop=True)
 

@@ -182,17 +182,17 @@ def _device(device: str | None) -> str | None:
 
 
 def evaluate_run(run: RunDir, spec: StudySpec, model_num: int, device=None) -> None:
-    """Every (representation, metric) of the spec not yet done for this run; the encoder runs on ``device``."""
+    """Every evaluation of the spec not yet done for this run; the encoder runs on ``device``."""
     from ..evaluate import evaluate_run as evaluate_run_dir
 
     ev = spec.evaluation
-    for representation in ev.representations:
-        todo = [m for m in sorted(ev.metrics) if not run.metric_file(representation, m).is_file()]
-        if todo:
-            evaluate_run_dir(
-                run.path, representation=representation, metrics=todo, seed_per_model=ev.seed_per_model,
-                settings={m: dict(ev.metrics[m]) for m in todo}, n_jobs=1, device=device, seed_table=ev.seed_table,
-            )
+    if ev.metrics and not all(run.metric_path(k).is_file() for k in ev.keys()):
+        # all of them are asked for, so that seeds drawn from a stream (seeds: jmlr) are the same whichever are missing
+        evaluate_run_dir(
+            run.path, representation=ev.representations, metrics=sorted(ev.metrics), protocol=ev.protocol,
+            random_seed=spec.random_seed(model_num), settings={m: dict(v) for m, v in ev.metrics.items()}, n_jobs=1,
+            device=device,
+        )
     if ev.validation is not None:
         validate_study_run(run, spec, model_num, device=device)
 

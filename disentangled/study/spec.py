@@ -27,12 +27,15 @@ import yaml
 
 from ..config import ConfigError, RunConfig, from_dict, merge, yaml_load
 from ..errors import ParameterError, UnknownNameError, close_matches
+from ..evaluate import EvaluationProtocol
 from ..registry import Registry
+from ..rundir import MetricKey
 from .sweep import SpecError, expand, nest
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 SPEC_KEYS = ("name", "description", "base", "sweep", "evaluation")
-EVAL_KEYS = ("representations", "metrics", "seed_per_model", "seed_table", "validation")
+EVAL_KEYS = ("representations", "metrics", "seed_per_model", "seeds", "seed_table", "num_eval", "sample_sizes",
+             "unswept_seeds", "validation")
 VALIDATION_KEYS = ("metrics", "draw", "labels")
 DEFAULT_SEED_TABLE = "unsupervised_study_v1"
 
@@ -56,20 +59,40 @@ def presets() -> list[str]:
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """Representations x metrics (with settings overriding the study's defaults).
+    """Representations x metrics (with settings overriding the study's defaults), and how they are computed.
 
     Seeds follow the study's convention by default: every model is evaluated with the same
     seeds (one per representation and metric), so all models are scored on the same sampled
-    data; ``seed_per_model`` also mixes in each model's seed. ``seed_table`` names the
-    reference study whose seeds are used (``disentangled.evaluate.SEED_TABLES``):
-    ``fairness_study_v1`` draws them as that study does, shifted by its tenth metric.
+    data; ``seeds: per_model`` (or the older ``seed_per_model: true``) also mixes in each
+    model's seed, and ``seeds: jmlr`` draws the model's training seed and its evaluation
+    seeds from one stream per model, as the JMLR version of the study does (the sweep's
+    ``seed`` is then that pipeline's ``random_seed``). ``seed_table`` names the reference
+    study whose seeds are used (``disentangled.evaluate.SEED_TABLES``): ``fairness_study_v1``
+    draws them as that study does, shifted by its tenth metric. ``num_eval`` repeats every
+    evaluation with distinct seeds; ``sample_sizes`` computes a metric at each of several
+    ``num_train`` values instead of its own (:class:`~disentangled.evaluate.EvaluationProtocol`).
     """
 
     representations: tuple[str, ...] = ("mean", "sampled")
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    seed_per_model: bool = False
-    seed_table: str = DEFAULT_SEED_TABLE
+    protocol: EvaluationProtocol = field(default_factory=EvaluationProtocol)
     validation: "ValidationSpec | None" = None
+
+    @property
+    def seed_per_model(self) -> bool:
+        return self.protocol.seeds == "per_model"
+
+    @property
+    def seed_table(self) -> str:
+        return self.protocol.seed_table
+
+    def keys(self) -> list[MetricKey]:
+        """Every evaluation of a run, in the order the JMLR pipeline draws their seeds."""
+        return self.protocol.keys(self.representations, self.metrics)
+
+    def settings(self, key: MetricKey) -> dict:
+        """The settings of one evaluation: the spec's for its metric, with its sample size bound."""
+        return self.protocol.settings(key, self.metrics.get(key.metric))
 
 
 @dataclass(frozen=True)
@@ -114,9 +137,25 @@ class StudySpec:
             raise SpecError(f"--model-num must be in 0..{len(self) - 1} for study {self.name!r}, got {model_num}")
         setting = self.settings[model_num]
         try:
-            return from_dict(merge(self.base, nest(setting)))
+            merged = merge(self.base, nest(setting))
+            if self.evaluation.protocol.seeds == "jmlr":  # the sweep's seed is the pipeline's, which draws the model's
+                merged["seed"] = self.evaluation.protocol.model_seed(self._random_seed(merged, model_num))
+            return from_dict(merged)
         except ConfigError as err:
             raise SpecError(f"study {self.name!r}, model_num {model_num} ({setting}): {err}") from err
+
+    def random_seed(self, model_num: int) -> int | None:
+        """The JMLR pipeline's ``random_seed`` of run ``model_num`` (``seeds: jmlr``; None otherwise)."""
+        if self.evaluation.protocol.seeds != "jmlr":
+            return None
+        return self._random_seed(merge(self.base, nest(self.settings[model_num])), model_num)
+
+    def _random_seed(self, merged: Mapping, model_num: int) -> int:
+        seed = merged.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise SpecError(f"study {self.name!r}, model_num {model_num}: with evaluation.seeds: jmlr the seed is the "
+                            f"pipeline's random_seed, an integer in [0, 2**32), got {seed!r}")
+        return seed
 
     def run_configs(self) -> list[RunConfig]:
         """Every run's configuration, validated; refuses runs that would collide."""
@@ -133,10 +172,19 @@ class StudySpec:
 
     def to_dict(self) -> dict:
         ev = self.evaluation
+        p = ev.protocol
         evaluation = {"representations": list(ev.representations), "metrics": {k: dict(v) for k, v in ev.metrics.items()},
                       "seed_per_model": ev.seed_per_model}
-        if ev.seed_table != DEFAULT_SEED_TABLE:  # written only when set, so older specs keep their digest
-            evaluation["seed_table"] = ev.seed_table
+        # the newer keys are written only when set, so older specs keep their digest
+        if p.seed_table != DEFAULT_SEED_TABLE:
+            evaluation["seed_table"] = p.seed_table
+        if p.seeds == "jmlr":
+            evaluation["seeds"] = p.seeds
+            evaluation["unswept_seeds"] = p.unswept_seeds
+        if p.num_eval != 1:
+            evaluation["num_eval"] = p.num_eval
+        if p.sample_sizes:
+            evaluation["sample_sizes"] = {m: list(v) for m, v in p.sample_sizes.items()}
         if ev.validation is not None:  # likewise
             evaluation["validation"] = ev.validation.to_dict()
         return {"name": self.name, "description": self.description, "base": dict(self.base), "sweep": self.sweep,
@@ -211,16 +259,10 @@ def from_mapping(raw: Any, source: str = "spec") -> StudySpec:
     for rep in reps:
         if rep not in ("mean", "sampled"):
             raise SpecError(f"{source}: evaluation.representations: unknown {rep!r}; use mean and/or sampled")
-    seed_table = ev.get("seed_table", DEFAULT_SEED_TABLE)
-    from ..evaluate import SEED_TABLES
-
-    if seed_table not in SEED_TABLES:
-        raise SpecError(f"{source}: evaluation.seed_table must be one of {list(SEED_TABLES)}, got {seed_table!r}."
-                        + close_matches(str(seed_table), list(SEED_TABLES)))
     spec = StudySpec(
         name=str(raw["name"]), description=str(raw.get("description", "")), base=dict(base), sweep=raw["sweep"],
-        evaluation=EvaluationSpec(reps, {k: dict(v or {}) for k, v in metrics.items()}, bool(ev.get("seed_per_model", False)),
-                                  str(seed_table), _validation(ev.get("validation"), source)),
+        evaluation=EvaluationSpec(reps, {k: dict(v or {}) for k, v in metrics.items()}, _protocol(ev, metrics, source),
+                                  _validation(ev.get("validation"), source)),
     )
     try:
         spec.settings  # expand now, so a malformed sweep is reported with its path
@@ -233,6 +275,42 @@ def from_mapping(raw: Any, source: str = "spec") -> StudySpec:
             if spec.run_config(n).supervision is None:
                 spec.validation_supervision()
     return spec
+
+
+def _protocol(ev: Mapping, metrics: Mapping, source: str) -> EvaluationProtocol:
+    """``seeds``, ``seed_table``, ``num_eval``, ``sample_sizes`` and ``unswept_seeds``, checked."""
+    from ..evaluate import SEED_SCHEMES, SEED_TABLES, UNSWEPT_SEEDS
+
+    seed_table = ev.get("seed_table", DEFAULT_SEED_TABLE)
+    if seed_table not in SEED_TABLES:
+        raise SpecError(f"{source}: evaluation.seed_table must be one of {list(SEED_TABLES)}, got {seed_table!r}."
+                        + close_matches(str(seed_table), list(SEED_TABLES)))
+    per_model = ev.get("seed_per_model", False)
+    seeds = ev.get("seeds", "per_model" if per_model else "study")
+    if seeds not in SEED_SCHEMES:
+        raise SpecError(f"{source}: evaluation.seeds must be one of {list(SEED_SCHEMES)}, got {seeds!r}."
+                        + close_matches(str(seeds), list(SEED_SCHEMES)))
+    if per_model and seeds != "per_model":
+        raise SpecError(f"{source}: evaluation.seed_per_model: true contradicts evaluation.seeds: {seeds}; keep one of them")
+    unswept = ev.get("unswept_seeds", "reference")
+    if unswept not in UNSWEPT_SEEDS:
+        raise SpecError(f"{source}: evaluation.unswept_seeds must be one of {list(UNSWEPT_SEEDS)}, got {unswept!r}")
+    if "unswept_seeds" in ev and seeds != "jmlr":
+        raise SpecError(f"{source}: evaluation.unswept_seeds applies to seeds: jmlr only, got seeds: {seeds}")
+    sizes = ev.get("sample_sizes") or {}
+    if not isinstance(sizes, Mapping):
+        raise SpecError(f"{source}: evaluation.sample_sizes must map metric names to lists of sample sizes "
+                        f"(num_train values), for example {{mig: [1000, 10000]}}; got {sizes!r}")
+    for name in sizes:
+        if name not in metrics:
+            raise SpecError(f"{source}: evaluation.sample_sizes.{name}: {name!r} is not one of evaluation.metrics "
+                            f"({', '.join(metrics) or 'none'}); add it there or remove its sample sizes")
+    num_eval = ev.get("num_eval", 1)
+    try:
+        return EvaluationProtocol(num_eval=num_eval, sample_sizes=sizes, seeds=str(seeds), seed_table=str(seed_table),
+                                  unswept_seeds=str(unswept))
+    except ParameterError as err:
+        raise SpecError(f"{source}: evaluation.{err}") from None
 
 
 def _validation(raw, source) -> ValidationSpec | None:
