@@ -33,6 +33,17 @@ def evaluate(
         False, "--seed-per-model", help="Seed the evaluation from the run's seed (default: the study's seeds, the same for every model)."
     ),
     seed: Optional[int] = typer.Option(None, "--seed", help="With --encoder: derive the seeds from this number instead of the study's."),
+    num_eval: int = typer.Option(1, "--num-eval", help="With RUN_DIR: compute every metric this many times, each with its own seed."),
+    sample_size: Optional[List[str]] = typer.Option(
+        None, "--sample-size", help="With RUN_DIR: METRIC=N[,N...] computes METRIC at each num_train N, each its own result "
+        "(repeatable)."
+    ),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="With RUN_DIR: study (default), per_model, or jmlr (the JMLR pipeline's stream; needs --random-seed)."
+    ),
+    random_seed: Optional[int] = typer.Option(
+        None, "--random-seed", help="With --seeds jmlr: the pipeline's random_seed the run was trained with."
+    ),
     force: bool = typer.Option(False, "--force", help="Recompute metrics that are already done."),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Worker processes for the per-factor classifiers (default: all cores for large fits)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the printed JSON to this file."),
@@ -55,7 +66,8 @@ def evaluate(
     """Score representations with the study's metrics.
 
     RUN_DIR: writes RUN_DIR/metrics/<representation>/<metric>.json, skipping metrics already
-    done. --codes: scores saved arrays and prints JSON. --encoder with --dataset: scores a
+    done; --num-eval and --sample-size repeat and sweep them (files <metric>.n<N>.r<k>.json,
+    printed per file). --codes: scores saved arrays and prints JSON. --encoder with --dataset: scores a
     TorchScript encoder on a data set and prints JSON. --udr RUN_DIR RUN_DIR ...: the UDR
     of finished runs against each other (JSON); --udr STUDY_DIR: the UDR of each group of
     the study's runs that differ only in their seed, one score per run in the study's table.
@@ -108,21 +120,48 @@ def evaluate(
         )
         result = _flatten(records, fmt, ev)
     else:
+        if seeds is not None and seed_per_model and seeds != "per_model":
+            raise ParameterError(f"--seed-per-model contradicts --seeds {seeds}; give one of them")
+        scheme = seeds or ("per_model" if seed_per_model else "study")
+        if scheme == "jmlr" and random_seed is None:
+            raise ParameterError("--seeds jmlr needs --random-seed R, the JMLR pipeline's seed the run was trained with")
+        protocol = ev.EvaluationProtocol(num_eval=num_eval, sample_sizes=_sample_sizes(sample_size or []), seeds=scheme)
+        names = list(metric or []) or None
+        if names is not None:
+            unknown = [m for m in protocol.sample_sizes if m not in names]
+            if unknown:
+                raise ParameterError(f"--sample-size names {', '.join(unknown)}, which --metric does not ask for")
         records = ev.evaluate_run(
             run_dir,
             representation=representation,
-            metrics=metric,
-            seed_per_model=seed_per_model,
+            metrics=names,
+            protocol=protocol,
+            random_seed=random_seed,
             force=force,
             n_jobs=jobs,
             echo=echo,
             device=device,
         )
-        result = _flatten(records, fmt, ev)
+        repeated = protocol.num_eval > 1 or bool(protocol.sample_sizes)
+        result = {stem: _flatten({stem: r}, fmt, ev) for stem, r in records.items()} if repeated else _flatten(records, fmt, ev)
     text = json.dumps(result, indent=2, sort_keys=True)
     typer.echo(text)
     if output is not None:
         write_json_atomic(output, result)
+
+
+def _sample_sizes(values: list[str]) -> dict[str, list[int]]:
+    """``["mig=100,1000"]`` -> ``{"mig": [100, 1000]}``."""
+    out: dict[str, list[int]] = {}
+    for value in values:
+        name, _, sizes = value.partition("=")
+        try:
+            out.setdefault(name.strip(), []).extend(int(n) for n in sizes.split(","))
+        except ValueError:
+            raise ParameterError(f"--sample-size must look like METRIC=N[,N...] (for example mig=1000,10000), got {value!r}") from None
+        if not name.strip() or not sizes:
+            raise ParameterError(f"--sample-size must look like METRIC=N[,N...] (for example mig=1000,10000), got {value!r}")
+    return out
 
 
 def _udr(paths: list[Path], correlation: str, fmt: str, force: bool, device: str) -> dict:

@@ -166,3 +166,30 @@ def test_the_jmlr_preset():
                      "shapes3d", "mpi3d_toy"]
     assert set(spec.evaluation.protocol.sample_sizes) == set(M.STUDY_METRICS)
     assert spec.random_seed(1801) == 1 and spec.run_config(1801).seed == 1791095845
+
+
+def test_evaluate_cli_repeats_and_sweeps_one_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from disentangled import config as cfg
+    from disentangled.cli import app
+    from disentangled.train import train
+
+    run_dir = tmp_path / "run"
+    train(cfg.load(None, ["data.name=dummy_data", "train.steps=2", "train.batch_size=4", "train.checkpoint_every=2",
+                          "train.log_every=1", "train.eval_batches=1"]), run_dir, progress=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(run_dir), "--metric", "mig", "--num-eval", "2",
+                                 "--sample-size", "mig=50,100"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert sorted(printed) == ["mig.n100", "mig.n100.r1", "mig.n50", "mig.n50.r1"]
+    assert set(printed["mig.n50"]) == {"mig.discrete_mig"}
+    seeds = {json.loads((run_dir / "metrics" / "mean" / f"{stem}.json").read_text())["seed"] for stem in printed}
+    assert len(seeds) == 4  # each evaluation its own seed
+    bad = runner.invoke(app, ["evaluate", str(run_dir), "--metric", "mig", "--sample-size", "mig:50"])
+    assert bad.exit_code != 0 and "--sample-size must look like METRIC=N" in str(bad.exception)
+    bad = runner.invoke(app, ["evaluate", str(run_dir), "--metric", "mig", "--seeds", "jmlr"])
+    assert bad.exit_code != 0 and "--random-seed" in str(bad.exception)
+    bad = runner.invoke(app, ["evaluate", str(run_dir), "--metric", "mig", "--seeds", "jmlr", "--random-seed", "5"])
+    assert bad.exit_code != 0 and "not the JMLR pipeline's model seed for random_seed=5" in str(bad.exception)
