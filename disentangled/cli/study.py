@@ -39,6 +39,11 @@ def plan(
         return
     settings = s.settings
     console.print(f"study {s.name}: {len(settings)} runs; evaluation: {list(s.evaluation.representations)} x {sorted(s.evaluation.metrics)}")
+    p = s.evaluation.protocol
+    if p.num_eval > 1 or p.sample_sizes or p.seeds != "study":
+        sizes = ", ".join(f"{m} at {list(v)}" for m, v in p.sample_sizes.items()) or "none"
+        console.print(f"  {len(s.evaluation.keys())} evaluations per run: {p.num_eval} repetition(s), seeds {p.seeds}"
+                      f"{' (the sweep seed is the pipeline random_seed)' if p.seeds == 'jmlr' else ''}; sample sizes: {sizes}")
     keys = sorted({k for setting in settings for k in setting})
     table = Table()
     table.add_column("model_num", justify="right")
