@@ -210,7 +210,7 @@ def heatmaps(
     for ax in list(axes.flat)[len(items):]:
         ax.set_visible(False)
     if image is not None:
-        width, height = fig.get_size_inches()
+        width, _height = fig.get_size_inches()
         bar = fig.add_axes((1 - 0.85 / width, 0.25, 0.15 / width, 0.5))
         fig.colorbar(image, cax=bar, label=colorbar_label)
     return save(fig, path)
@@ -416,4 +416,34 @@ def semi_selection(selected: pd.DataFrame, path) -> Path:
             ax.set_title(f"{dataset}, {n} labels", fontsize=8)
             ax.set_ylabel(metric_label(key), fontsize=8)
             ax.tick_params(axis="y", labelsize=7)
+    return save(fig, path)
+
+
+# -- stability across sample sizes (the JMLR version) --------------------------------------------
+
+
+def agreement_with_largest(agreement: pd.DataFrame, path) -> Path:
+    """Spearman correlation between the model ranking at each sample size and the ranking at
+    the largest size, against the size (log axis); a line per metric, a panel per data set.
+
+    ``agreement``: rows of :func:`stats.sample_size_agreement` with ``size_b == largest``."""
+    datasets = sorted(agreement["dataset"].unique())
+    metrics = list(dict.fromkeys(agreement["metric"]))
+    legend_rows = math.ceil(len(metrics) / 3)
+    fig, axes = _figure(1, len(datasets), panel=(3.4, 2.5), bottom=0.65 + 0.2 * legend_rows, wspace=0.8)
+    for ax, dataset in zip(axes[0], datasets):
+        rows = agreement[agreement["dataset"] == dataset]
+        for i, key in enumerate(metrics):
+            part = rows[rows["metric"] == key].sort_values("size_a")
+            if part.empty:
+                continue
+            ax.plot(part["size_a"], part["spearman"], marker="o", markersize=3, color=f"C{i % 10}", label=metric_label(key))
+        ax.set_xscale("log")
+        ax.set_ylim(-1.05, 1.05)
+        ax.axhline(0, color="grey", linewidth=0.6, linestyle=":")
+        ax.set_title(dataset, fontsize=8)
+        ax.set_xlabel("training sample size of the metric", fontsize=8)
+        ax.set_ylabel("ρ with the largest size", fontsize=8)
+        ax.tick_params(labelsize=7)
+    _legend_below(fig, axes)
     return save(fig, path)

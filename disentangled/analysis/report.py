@@ -3,7 +3,9 @@
 ``write_report(table, out_dir, study_dir=None)`` writes ``out_dir/index.html``, the figures
 under ``out_dir/figures/`` and the statistics behind them as CSV files next to the page.
 Each section draws whatever the table holds and gives a one-line reading computed from it,
-beside what the paper concluded; a section whose data is missing says what it needs. With
+beside what the paper concluded; a section whose data is missing says what it needs. The
+sections read one evaluation per run and score key (:func:`stats.primary_rows`), except the
+stability section, which compares a JMLR-style table's repeated and swept evaluations. With
 ``study_dir``, the page ends with a table of every run linking to its pictures
 (``disentangled visualize``), drawing them cheaply for runs that lack them.
 """
@@ -63,7 +65,10 @@ def write_report(
     """
     table_path = Path(table_path)
     out_dir = Path(out_dir)
-    table = st.read_table(table_path)
+    raw = st.read_table(table_path)
+    # every per-run analysis reads one evaluation per run and score key (repetition 0, one
+    # sample size per key: stats.primary_rows); only the stability section reads them all
+    table = st.primary_rows(raw)
     frame = st.models(table, representation)
     writer = _Writer(out_dir)
     keys = st.present(frame, st.METRICS.values())
@@ -80,8 +85,16 @@ def write_report(
     ]
     if not frame.empty and frame["method"].isin(st.WEAK_METHODS).any():  # only a table with weakly-supervised runs
         builders.insert(len(builders) - 1, ("weak", lambda: _weak_section(frame, keys, writer)))
-    if "validation" in table.columns and table["validation"].fillna(False).astype(bool).any():  # validated runs only
+    if "validation" in table.columns and table["validation"].eq(True).any():  # validated runs only
         builders.insert(len(builders) - 1, ("semi", lambda: _semi_section(table, keys, writer, representation)))
+    # the follow-up studies' sections, each only for a table holding its scores
+    if _has_metric(table, "udr"):
+        builders.insert(len(builders) - 1, ("udr", lambda: _udr_section(frame, keys, writer)))
+    if _has_metric(table, "fairness"):
+        builders.insert(len(builders) - 1, ("fairness", lambda: _fairness_section(frame, keys, writer)))
+    repetitions, sizes = st.evaluation_axes(raw)
+    if len(repetitions) > 1 or sizes:
+        builders.insert(len(builders) - 1, ("stability", lambda: _stability_section(raw, keys, writer, representation)))
     sections = []
     for key, build in builders:
         if frame.empty:
@@ -89,10 +102,10 @@ def write_report(
             continue
         try:
             sections.append(build())
-        except Exception as err:  # one broken analysis must not take the page down
+        except Exception as err:  # noqa: BLE001 -- one broken analysis must not take the page down
             sections.append(Section(key, key, missing=f"this analysis failed ({type(err).__name__}: {err}); please report it"))
             traceback.print_exc()
-    intro = _intro(table, frame, keys, table_path, representation)
+    intro = _intro(raw, frame, keys, table_path, representation)
     page = render("disentangled report", intro, sections)
     index = out_dir / "index.html"
     write_bytes_atomic(index, page.encode("utf-8"))
@@ -124,9 +137,9 @@ def _weak_section(frame, keys, writer) -> Section:
         return s
     path, rel = writer.figure("weak_against_unsupervised.png")
     fig.weak_against_unsupervised(frame, keys, path, weak_methods=st.WEAK_METHODS)
-    s.figures.append((rel, "Each metric per method: the unsupervised methods left of the dashed line, the weakly-supervised "
-                      "ones right of it; one point per model (every seed, hyperparameter and k), violins where there are "
-                      "two or more distinct values, bars at the medians."))
+    s.figures.append((rel, ("Each metric per method: the unsupervised methods left of the dashed line, the weakly-supervised "
+                            "ones right of it; one point per model (every seed, hyperparameter and k), violins where there are "
+                            "two or more distinct values, bars at the medians.")))
     s.csv += [writer.csv(summary, "weak_scores.csv"), writer.csv(cells, "weak_against_unsupervised.csv")]
     higher = int((cells["higher"] == "weak").sum())
     s.reading = (f"the best weakly-supervised method has the higher median in {higher} of {len(cells)} (data set, metric) "
@@ -154,13 +167,172 @@ def _semi_section(table, keys, writer, representation) -> Section:
         return s
     path, rel = writer.figure("semi_selection.png")
     fig.semi_selection(selected, path)
-    s.figures.append((rel, "Each test metric of the model selected, per seed, by each validation score on the same labelled "
-                      "draw: unsupervised models (grey) beside S2 models (blue); bars at the medians over seeds."))
+    s.figures.append((rel, ("Each test metric of the model selected, per seed, by each validation score on the same labelled "
+                            "draw: unsupervised models (grey) beside S2 models (blue); bars at the medians over seeds.")))
     s.csv += [writer.csv(selected, "semi_selected.csv"), writer.csv(cells, "semi_against_unsupervised.csv")]
     higher = int((cells["higher"] == "s2").sum())
     counts = ", ".join(str(n) for n in sorted(cells["num_labels"].unique()))
     s.reading = (f"with {counts} labels, the selected S2 models have the higher median test score in {higher} of "
                  f"{len(cells)} (data set, labels, validation score, test metric) cells.")
+    return s
+
+
+def _udr_section(frame, keys, writer) -> Section:
+    """Duan et al. (ICLR 2020): the unsupervised UDR against the supervised metrics."""
+    s = Section(
+        "udr",
+        "UDR against the supervised metrics (Duan et al., ICLR 2020)",
+        paper="UDR, which needs no labels, performs comparably to the existing supervised alternatives over 5,400 models "
+        "of six model classes (the paper's abstract); its main figure is UDR's Spearman rank correlation with each "
+        "supervised metric, per data set.",
+    )
+    if not st.present(frame, [st.UDR_KEY]):
+        s.missing = (f"needs `{st.UDR_KEY}` on the runs (`disentangled evaluate --udr STUDY_DIR` scores each seed group, "
+                     "then `disentangled study collect`).")
+        return s
+    if not keys:
+        s.missing = f"needs at least one of the six metrics ({', '.join(st.METRICS.values())}) beside UDR."
+        return s
+    long = st.udr_correlation(frame, keys)
+    long = long.assign(metric=long["metric"].map(st.metric_label))
+    s.csv.append(writer.csv(long, "udr_against_metrics.csv"))
+    matrix = long.pivot(index="dataset", columns="metric", values="spearman").reindex(columns=_labels(keys))
+    if not np.isfinite(matrix.to_numpy(dtype=float)).any():
+        s.missing = "needs, on some data set, at least three runs holding both UDR and a metric, with differing scores."
+        return s
+    path, rel = writer.figure("udr_against_metrics.png")
+    fig.heatmaps({"UDR against the metrics": matrix}, path)
+    runs = long.groupby("dataset")["runs"].max()
+    s.figures.append((rel, ("Spearman rank correlation between UDR and each supervised metric over the runs of each data set "
+                            f"holding both ({', '.join(f'{d}: {n}' for d, n in runs.items())} runs).")))
+    defined = long.dropna(subset=["spearman"])
+    mean = defined.groupby("metric", sort=False)["spearman"].mean()
+    text = "UDR's ρ with the supervised metrics, mean over data sets: " + ", ".join(f"{m} {v:+.2f}" for m, v in mean.items())
+    if defined["dataset"].nunique() > 1:
+        agree = defined.groupby("metric")["spearman"].agg(lambda v: len(v) > 1 and bool((np.sign(v) == np.sign(v.iloc[0])).all()))
+        text += f"; the sign agrees across data sets for {int(agree.sum())} of {len(agree)} metrics"
+    s.reading = text + "."
+    return s
+
+
+def _fairness_section(frame, keys, writer) -> Section:
+    """Locatello et al. (NeurIPS 2019): unfairness of downstream classifiers against disentanglement and accuracy."""
+    s = Section(
+        "fairness",
+        "Unfairness against disentanglement and downstream accuracy (Locatello et al., NeurIPS 2019)",
+        paper="Over more than 12,600 models, several disentanglement scores are consistently correlated with increased fairness, "
+        "and classifiers can be unfair even when the target and the sensitive factor are independent (the paper's abstract); "
+        "its figures rank-correlate the unfairness score with the disentanglement scores and with downstream accuracy per data set.",
+    )
+    unfair = st.fairness_columns(frame)
+    if not unfair:
+        s.missing = f"needs the fairness metric's scores (`{st.FAIRNESS['mean unfairness']}`; metric `fairness` in the study's evaluation)."
+        return s
+    accuracy = st.largest_accuracies(frame)
+    if not keys and not accuracy:
+        s.missing = ("needs at least one of the six metrics or a downstream task's mean test accuracy "
+                     "(`downstream_boosted_trees.<n>.mean_test_accuracy`) beside the unfairness.")
+        return s
+    renamed = frame.rename(columns={**{key: label for label, key in unfair.items()}, **{col: label for label, col in accuracy.items()}})
+    against = list(keys) + list(accuracy)
+    matrices = st.per_dataset(renamed, lambda rows: _renamed(st.rank_correlation(rows, list(unfair), against)) if len(rows) >= 3 else None)
+    if not matrices:
+        s.missing = "needs at least three runs per data set."
+        return s
+    path, rel = writer.figure("fairness_rank_correlation.png")
+    fig.heatmaps(matrices, path)
+    s.figures.append((rel, ("Spearman rank correlation between unfairness (rows; lower is fairer) and the disentanglement scores "
+                            "and downstream accuracies at the largest training size (columns), per data set.")))
+    long = st.long_matrices(matrices, "unfairness", "against")
+    s.csv.append(writer.csv(long, "fairness_rank_correlation.csv"))
+    first = next(iter(unfair))
+    x_metric = st.METRICS["DCI"] if st.METRICS["DCI"] in keys else (keys[0] if keys else None)
+    panels = []
+    for dataset, rows in renamed.groupby("dataset", sort=True):
+        if x_metric is not None:
+            panels.append({"frame": rows, "x": x_metric, "y": first, "title": f"{dataset}", "xlabel": st.metric_label(x_metric), "ylabel": first})
+        for label in accuracy:
+            panels.append({"frame": rows, "x": label, "y": first, "title": f"{dataset}", "xlabel": label, "ylabel": first})
+    path, rel = writer.figure("fairness_scatter.png")
+    fig.scatter_panels(panels, path)
+    s.figures.append((rel, f"The {first} of each model against its {st.metric_label(x_metric) if x_metric else 'score'}"
+                      + (" and against its downstream accuracy" if accuracy else "") + ", per data set."))
+    here = long[long["unfairness"] == first].dropna(subset=["spearman"])
+    parts = []
+    metrics = here[here["against"].isin(_labels(keys))].groupby("against", sort=False)["spearman"].mean()
+    if len(metrics):
+        parts.append(f"the {first} falls as disentanglement rises (mean ρ < 0 over data sets) for {int((metrics < 0).sum())} of "
+                     f"{len(metrics)} metrics (" + ", ".join(f"{m} {v:+.2f}" for m, v in metrics.items()) + ")")
+    acc = here[here["against"].isin(list(accuracy))].groupby("against", sort=False)["spearman"].mean()
+    if len(acc):
+        parts.append("its mean ρ with downstream accuracy: " + ", ".join(f"{m} {v:+.2f}" for m, v in acc.items()))
+    s.reading = ("; ".join(parts) + ".") if parts else ""
+    if not parts:
+        s.missing = "no defined rank correlation: the scores are constant or too few runs hold both."
+    return s
+
+
+def _size_label(size) -> str:
+    return "own num_train" if not np.isfinite(size) else f"n={int(size):,}"
+
+
+def _stability_section(raw, keys, writer, representation) -> Section:
+    """The JMLR version: each metric's spread across evaluation repetitions and its ranking across sample sizes."""
+    s = Section(
+        "stability",
+        "Stability of the metrics across evaluations and sample sizes (Locatello et al., JMLR 2020)",
+        paper="The JMLR version evaluates each model's metrics several times (num_eval) and the listed metrics at several "
+        "training sample sizes; its abstract: the metrics \u201cdo not always agree on what should be considered disentangled "
+        "and exhibit systematic differences in the estimation\u201d.",
+    )
+    if not keys:
+        s.missing = f"needs at least one of the six metrics ({', '.join(st.METRICS.values())})."
+        return s
+    spread = st.repetition_spread(raw, representation, keys)
+    agreement = st.sample_size_agreement(raw, representation, keys)
+    parts, missing = [], []
+    if spread.empty:
+        missing.append("the spread across evaluations needs a metric evaluated at least twice on the same run (evaluation.num_eval of 2 or more)")
+    else:
+        shown = spread.assign(metric=spread["metric"].map(st.metric_label))
+        s.csv.append(writer.csv(shown, "metric_spread_across_repetitions.csv"))
+        matrices = {}
+        for dataset, rows in shown.groupby("dataset", sort=True):
+            sizes = sorted(rows["sample_size"].unique(), key=lambda v: (not np.isfinite(v), v if np.isfinite(v) else 0))
+            m = rows.assign(size=rows["sample_size"].map(_size_label)).pivot(index="metric", columns="size", values="ratio")
+            matrices[dataset] = m.reindex(index=[k for k in _labels(keys) if k in m.index], columns=[_size_label(v) for v in sizes])
+        path, rel = writer.figure("metric_spread_across_repetitions.png")
+        fig.heatmaps(matrices, path, vmin=0, vmax=1, cmap="viridis", colorbar_label="within-run SD / between-run SD")
+        s.figures.append((rel, ("Per data set, metric (rows) and sample size (columns): the pooled standard deviation of a run's score "
+                                "across its evaluation repetitions divided by the standard deviation of the runs' mean scores; "
+                                "0 is a perfectly repeatable metric, 1 or more one whose evaluation noise matches the differences between runs.")))
+        # the reading at the sample size the other analyses use (stats.primary_rows): the metric's own, else the largest
+        primary = shown.assign(_own=~np.isfinite(shown["sample_size"].to_numpy(dtype=float)))
+        primary = primary.sort_values(["_own", "sample_size"]).groupby(["dataset", "metric"]).tail(1)
+        ratio = primary.dropna(subset=["ratio"]).groupby("metric")["ratio"].mean().reindex(_labels(keys)).dropna()
+        if len(ratio):
+            reps = int(spread["repetitions"].max())
+            parts.append(f"over up to {reps} evaluations of each run, within-run SD ÷ between-run SD is "
+                         + ", ".join(f"{m} {v:.2f}" for m, v in ratio.items())
+                         + f" (least repeatable: {ratio.idxmax()}; mean over data sets, at the sample size the other sections use)")
+    if agreement.empty:
+        missing.append("the ranking across sample sizes needs a metric evaluated at two or more sample sizes (evaluation.sample_sizes)")
+    else:
+        shown = agreement.assign(metric=agreement["metric"].map(st.metric_label))
+        s.csv.append(writer.csv(shown, "metric_rank_across_sample_sizes.csv"))
+        with_largest = shown[shown["size_b"] == shown["largest"]]
+        path, rel = writer.figure("metric_rank_across_sample_sizes.png")
+        fig.agreement_with_largest(with_largest, path)
+        s.figures.append((rel, ("Spearman rank correlation between the runs' scores at each sample size and at the largest "
+                                "(first evaluation of each run), per metric and data set.")))
+        smallest = with_largest[with_largest["size_a"] == with_largest.groupby(["dataset", "metric"])["size_a"].transform("min")]
+        smallest = smallest[smallest["size_a"] != smallest["size_b"]].dropna(subset=["spearman"])
+        if len(smallest):
+            per = smallest.groupby("metric", sort=False).agg(rho=("spearman", "mean"), a=("size_a", "min"), b=("size_b", "max"))
+            parts.append("model rankings at the smallest sample size against the largest: "
+                         + ", ".join(f"{m} ρ {r.rho:+.2f} ({int(r.a):,} vs {int(r.b):,})" for m, r in per.iterrows()))
+    s.reading = ("; ".join(parts) + ".") if parts else ""
+    s.missing = "; ".join(missing) + ("." if missing else "")
     return s
 
 
@@ -187,8 +359,8 @@ def _tc_section(frame, writer) -> Section:
     trends = st.tc_trends(frame)
     path, rel = writer.figure("tc_against_strength.png")
     fig.tc_against_strength(summary, levels, path)
-    s.figures.append((rel, "Median Gaussian total correlation (band: interquartile range over seeds) against the rank of the "
-                      "regularisation strength; the legend lists each method's values. For AnnealedVAE a larger C_max is a weaker constraint."))
+    s.figures.append((rel, ("Median Gaussian total correlation (band: interquartile range over seeds) against the rank of the "
+                            "regularisation strength; the legend lists each method's values. For AnnealedVAE a larger C_max is a weaker constraint.")))
     s.csv += [writer.csv(summary, "tc_by_strength.csv"), writer.csv(trends, "tc_trends.csv")]
     fraction = st.fraction_mean_above_sampled(frame)
     if np.isfinite(fraction):
@@ -204,12 +376,23 @@ def _tc_section(frame, writer) -> Section:
         falls = [f"{st.method_label(m)} ({r:+.2f})" for m, r in per.items() if r < -0.2]
         rises = [f"{st.method_label(m)} ({r:+.2f})" for m, r in per.items() if r > 0.2]
         parts.append(f"{rep} TC falls with regularisation for {', '.join(falls) or 'no method'} and rises for {', '.join(rises) or 'no method'}")
-    if not parts:
-        s.missing = "every method has a single hyperparameter value here: the trend against regularisation needs at least two."
+    rho = trends["spearman_strength_tc"].to_numpy(dtype=float)
+    undefined = trends[~np.isfinite(rho)]
+    if len(undefined):
+        why = []
+        for (method, note), rows in undefined.groupby(["method", "note"], sort=True):
+            where = ", ".join(f"{d} ({'/'.join(sorted(r['representation']))})" for d, r in rows.groupby("dataset", sort=True))
+            why.append(f"{st.method_label(method)} on {where}: {note}")
+        s.missing = "no Spearman ρ of strength vs TC for " + "; ".join(why) + "; it needs two hyperparameter values with TC known at both."
     text = "; ".join(parts)
     if np.isfinite(fraction):
         text += f"{'; ' if text else ''}mean TC exceeds sampled TC in {100 * fraction:.0f}% of models"
-    s.reading = (text + " (Spearman ρ of strength vs TC over runs, median over data sets).") if text else ""
+    if text:
+        text += " (Spearman ρ of strength vs TC over runs, median over data sets)"
+        sign_only = trends[np.isfinite(rho) & (trends["num_strengths"] == 2) & (trends["n"] == 2)]
+        if len(sign_only):
+            text += "; with two hyperparameter values and one run at each, ρ = ±1 gives only the direction of the change"
+    s.reading = (text + ".") if text else ""
     return s
 
 
@@ -475,7 +658,7 @@ def _runs_section(frame, keys, writer, study_dir, visualize_missing, max_visuali
     runs["method"] = runs["method"].map(st.method_label)
     for key in keys:
         runs[st.metric_label(key)] = frame[key]
-    for col in ("train.elbo", "tc_mean", "tc_sampled"):
+    for col in ("train.elbo", "tc_mean", "tc_sampled", st.UDR_KEY, st.FAIRNESS["mean unfairness"]):
         if col in frame.columns:
             runs[col] = frame[col]
     s.csv.append(writer.csv(runs, "runs.csv"))
@@ -532,7 +715,7 @@ def _pictures(frame, study_dir: Path, out_dir: Path, visualize_missing: bool, ma
             try:
                 visualize(run.path, **QUICK_VISUALIZE)
                 found[n] = run
-            except Exception as err:  # e.g. the data set's files are not on this machine
+            except Exception as err:  # noqa: BLE001 -- e.g. the data set's files are not on this machine
                 notes[n] = f"no pictures: {err}"
     links = {}
     for n, run in found.items():
@@ -575,6 +758,7 @@ def _intro(table, frame, keys, table_path: Path, representation: str) -> str:
         ("training steps", ", ".join(f"{int(s):,}" for s in steps) or "–"),
         ("representations", ", ".join(reps) + f" (metric analyses use: {representation})"),
         ("metrics", ", ".join(_labels(keys)) or "none of the six"),
+        *_evaluation_items(table),
         ("written", f"{datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}, disentangled {__version__}"),
     ]
     rows = "".join(f'<tr><th class="text">{esc(k)}</th><td class="text">{esc(v)}</td></tr>' for k, v in items)
@@ -583,6 +767,22 @@ def _intro(table, frame, keys, table_path: Path, representation: str) -> str:
         note = ("<p class=\"paper\">Some runs use procedurally rendered data: compare qualitative patterns with the paper, "
                 "not absolute numbers.</p>")
     return f"<table>{rows}</table>{note}"
+
+
+def _evaluation_items(table) -> list[tuple[str, str]]:
+    repetitions, sizes = st.evaluation_axes(table)
+    items = []
+    if len(repetitions) > 1:
+        items.append(("evaluation repetitions", (f"{len(repetitions)} ({repetitions[0]}–{repetitions[-1]}); the analyses use "
+                                                 "repetition 0, the stability section all of them")))
+    if sizes:
+        items.append(("metric sample sizes", ", ".join(f"{n:,}" for n in sizes) + " (the analyses use each metric's own num_train "
+                      "where the table has it, else its largest size)"))
+    return items
+
+
+def _has_metric(table, metric: str) -> bool:
+    return "metric" in table.columns and bool(table["metric"].eq(metric).any())
 
 
 def _slug(text: str) -> str:

@@ -13,7 +13,15 @@ works on that frame and returns plain pandas frames (written as CSV by the repor
 * :func:`median_scores`, :func:`transfer_matrix` — hyperparameter transfer (Fig. 4 right);
 * :func:`transfer_vs_random` — the Table 1 procedure;
 * :func:`downstream_quantities` — downstream accuracy and sample efficiency (Figs. 5-6);
-* :func:`r_squared`, :func:`variance_explained` — Table 5's OLS on one-hot predictors.
+* :func:`r_squared`, :func:`variance_explained` — Table 5's OLS on one-hot predictors;
+* :func:`udr_correlation` — UDR against the supervised metrics (Duan et al., ICLR 2020);
+* :func:`fairness_columns`, :func:`largest_accuracies` — unfairness against disentanglement
+  and downstream accuracy (Locatello et al., NeurIPS 2019);
+* :func:`repetition_spread`, :func:`sample_size_agreement` — the metrics' stability across
+  evaluation repetitions and sample sizes (the JMLR version).
+
+A JMLR-style table holds several evaluations of a run's metric (columns ``repetition`` and
+``sample_size``); :func:`primary_rows` picks the one evaluation every other analysis reads.
 """
 
 from __future__ import annotations
@@ -80,6 +88,21 @@ TABLE1_PAPER = {
 DOWNSTREAM = {"downstream_logistic_regression": "LR", "downstream_boosted_trees": "GBT"}
 _DOWNSTREAM_KEY = re.compile(r"^(downstream_logistic_regression|downstream_boosted_trees)\.(\d+)[.:]mean_test_accuracy$")
 
+#: UDR of a run (``disentangled evaluate --udr STUDY_DIR``; metric ``udr``, mean representation)
+UDR_KEY = "udr.model_score"
+#: the fairness metric's unfairness scores: label -> score key (docs/metrics.md). Both average
+#: over (target, sensitive) pairs; per pair, "mean" weighs the sensitive groups' total variation
+#: by group size, "max" takes the worst group. The first is the paper's score.
+FAIRNESS = {
+    "mean unfairness": "fairness.mean_fairness.mean_pred.mean_sens",
+    "max unfairness": "fairness.max_fairness.mean_pred.mean_sens",
+}
+#: the evaluation columns of a JMLR-style study (``disentangled study collect``): the
+#: evaluation repetition (0 .. num_eval - 1) and the swept training sample size (NaN on the
+#: rows of metrics that were not swept). Older tables lack both.
+REPETITION = "repetition"
+SAMPLE_SIZE = "sample_size"
+
 INFO = ["model_num", "run_id", "dataset", "method", "strength_name", "strength", "seed", "setting"]
 
 
@@ -107,16 +130,66 @@ def read_table(path) -> pd.DataFrame:
     return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
 
+def primary_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows the per-run analyses read: one evaluation per run x representation x score key.
+
+    A JMLR-style study evaluates each metric ``num_eval`` times (column :data:`REPETITION`)
+    and the swept metrics at several training sample sizes (:data:`SAMPLE_SIZE`). The primary
+    evaluation is
+
+    * repetition 0 (a missing repetition, as in tables written before the column existed,
+      counts as 0): the first evaluation is what an ordinary study computes, and taking one
+      repetition rather than their mean keeps every score the estimate a single evaluation
+      gives, as in the paper's other analyses;
+    * per representation x score key, over the whole table: the rows without a sample size when
+      the key has any (the metric evaluated with its own configured ``num_train``, as an
+      ordinary study does), else the rows at the largest sample size present for that key
+      (the least noisy estimate, and the nearest to the metric's default). The choice is made
+      for the table, not per run, so that all runs are compared at one sample size; a run
+      lacking that size has no score for the key rather than a score at another size.
+
+    Rows of other keys, validation rows and tables without the two columns pass unchanged.
+    """
+    out = table
+    if out.empty:
+        return out
+    if REPETITION in out.columns:
+        out = out[np.nan_to_num(_floats(out[REPETITION]), nan=0.0) == 0]
+    if SAMPLE_SIZE in out.columns and "score_key" in out.columns:
+        size = pd.Series(_floats(out[SAMPLE_SIZE]), index=out.index)
+        if size.notna().any():
+            by = [out[c] for c in ("representation", "score_key") if c in out.columns]
+            unsized_here = size.isna().groupby(by, dropna=False).transform("any").to_numpy(dtype=bool)
+            largest = size.groupby(by, dropna=False).transform("max").to_numpy(dtype=float)
+            sized = size.to_numpy()
+            with np.errstate(invalid="ignore"):
+                keep = np.where(unsized_here, np.isnan(sized), sized == largest)
+            out = out[keep]
+    return out
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    """``column`` as float64 with NaN for anything missing or non-numeric (the table's
+    ``sample_size`` is a nullable integer column, whose ``pd.NA`` numpy cannot hold as float)."""
+    return pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
+
+
 def models(table: pd.DataFrame, representation: str = "mean") -> pd.DataFrame:
     """One row per run: ``INFO`` columns, ``train.*`` columns, ``tc_mean``/``tc_sampled`` and
-    every score key of ``representation`` as a column (NaN where a run lacks it).
+    every score key of ``representation`` as a column (NaN where a run lacks it), from the
+    table's primary evaluation (:func:`primary_rows`); validation scores (``validation`` true)
+    are not columns (:func:`semi_selection` reads them).
 
     ``dataset`` is ``config.data.name`` (with the source appended when one name appears with
     several sources); ``strength`` is the method's swept hyperparameter (:data:`REGULARIZER`).
+    UDR (:data:`UDR_KEY`) is scored on the mean representation and is a column whatever
+    ``representation`` is.
     """
     if table.empty or "model_num" not in table.columns:
         return pd.DataFrame(columns=INFO)
+    # the runs and their configurations from every row, the scores from the primary ones only
     per_run = table.drop_duplicates("model_num").set_index("model_num").sort_index()
+    table = primary_rows(table)
     out = pd.DataFrame(index=per_run.index)
     out["run_id"] = per_run.get("run_id", pd.Series(index=per_run.index, dtype=object))
     out["dataset"] = _datasets(per_run)
@@ -140,6 +213,10 @@ def models(table: pd.DataFrame, representation: str = "mean") -> pd.DataFrame:
         scores = _scores(table, representation, None)
         for key in scores.columns:
             out[key] = scores[key]
+        if representation != "mean":
+            udr = _scores(table, "mean", [UDR_KEY])
+            if UDR_KEY in udr.columns:
+                out[UDR_KEY] = udr[UDR_KEY]
     out = out.reset_index()
     return out
 
@@ -160,12 +237,17 @@ def _setting(method, param, value) -> str:
 
 
 def _scores(table: pd.DataFrame, representation: str, keys) -> pd.DataFrame:
+    """``[run, score key]`` of ``representation``'s test scores in ``table`` (already reduced to
+    one evaluation per run and key by :func:`primary_rows`)."""
     rows = table[table["representation"] == representation]
+    if "validation" in rows.columns:  # the label counts' validation scores share keys: never pool them
+        rows = rows[~rows["validation"].eq(True).to_numpy()]
     if keys is not None:
         rows = rows[rows["score_key"].isin(keys)]
     if rows.empty:
         return pd.DataFrame()
     values = pd.to_numeric(rows["value"], errors="coerce")
+    # after primary_rows a (run, key) has one row; "mean" only merges rows a table repeats verbatim
     return rows.assign(value=values).groupby(["model_num", "score_key"])["value"].mean().unstack("score_key")
 
 
@@ -267,7 +349,13 @@ def tc_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 def tc_trends(frame: pd.DataFrame) -> pd.DataFrame:
     """Per data set x method x representation: Spearman(strength, TC) over runs and the median
-    TC at the lowest and highest strength (NaN with fewer than two strengths)."""
+    TC at the lowest and highest strength.
+
+    Two hyperparameter values suffice: with one run at each, Spearman's rho is +1 or -1 (the
+    sign of the TC's change), with several it counts the seeds' ties in strength. It is NaN,
+    with the reason in ``note``, when the method has fewer than two values, when TC is known
+    at only one of them, or when every run has the same TC (a constant side has no ranking).
+    """
     rows = []
     for (dataset, method), group in frame.groupby(["dataset", "method"], sort=True):
         levels = sorted(v for v in group["strength"].unique() if np.isfinite(v))
@@ -275,18 +363,34 @@ def tc_trends(frame: pd.DataFrame) -> pd.DataFrame:
             col = f"tc_{rep}"
             if col not in group.columns or group[col].notna().sum() == 0:
                 continue
+            known = group[np.isfinite(group["strength"].to_numpy(dtype=float)) & group[col].notna()]
+            levels_with_tc = known["strength"].nunique()
+            rho, note = np.nan, ""
+            if not levels:
+                note = f"no value of the method's hyperparameter ({REGULARIZER.get(method, 'unknown')}) in the table"
+            elif len(levels) < 2:
+                note = f"a single hyperparameter value ({levels[0]:g})"
+            elif levels_with_tc < 2:
+                note = "TC known at only one hyperparameter value"
+            else:
+                # two runs (one per value) are enough for a sign; spearman() is NaN on a constant side
+                rho = spearman(known["strength"], known[col], min_pairs=2)
+                if not np.isfinite(rho):
+                    note = "the same TC at every hyperparameter value (no ranking)"
             enough = len(levels) >= 2
             rows.append({
                 "dataset": dataset,
                 "method": method,
                 "representation": rep,
-                "spearman_strength_tc": spearman(group["strength"], group[col]) if enough else np.nan,
+                "spearman_strength_tc": rho,
                 "median_lowest": group.loc[group["strength"] == levels[0], col].median() if levels else np.nan,
                 "median_highest": group.loc[group["strength"] == levels[-1], col].median() if enough else np.nan,
                 "num_strengths": len(levels),
                 "n": int(group[col].notna().sum()),
+                "note": note,
             })
-    return pd.DataFrame(rows, columns=["dataset", "method", "representation", "spearman_strength_tc", "median_lowest", "median_highest", "num_strengths", "n"])
+    return pd.DataFrame(rows, columns=["dataset", "method", "representation", "spearman_strength_tc", "median_lowest", "median_highest",
+                                       "num_strengths", "n", "note"])
 
 
 def fraction_mean_above_sampled(frame: pd.DataFrame) -> float:
@@ -422,7 +526,7 @@ def transfer_vs_random(frame: pd.DataFrame, keys, *, num_draws: int = 10_000, rn
     """
     rng = np.random.default_rng(rng)
     keys = list(keys)
-    cube, axes = score_cube(frame, keys) if len(frame) else (np.zeros((0, 0, 0, 0)), {})
+    cube, _axes = score_cube(frame, keys) if len(frame) else (np.zeros((0, 0, 0, 0)), {})
     rows = []
     for metric_mode in ("same", "other"):
         for data_mode in ("same", "other"):
@@ -667,3 +771,138 @@ def semi_selection(table: pd.DataFrame, representation: str, keys) -> tuple[pd.D
                           "seeds_unsupervised": len(med["unsupervised"]),
                           "higher": "s2" if s2 > un else ("unsupervised" if un > s2 else "tie")})
     return selected, pd.DataFrame(cells)
+
+
+# -- UDR (Duan et al., ICLR 2020) --------------------------------------------------------------
+
+
+def udr_correlation(frame: pd.DataFrame, keys) -> pd.DataFrame:
+    """Spearman correlation of UDR (:data:`UDR_KEY`) with each metric in ``keys`` over the runs
+    of each data set holding both (the UDR paper's main figure), with the number of such runs.
+
+    One row per data set x metric; NaN with fewer than three runs or a constant side.
+    """
+    rows = []
+    if UDR_KEY not in frame.columns:
+        return pd.DataFrame(columns=["dataset", "metric", "spearman", "runs"])
+    for dataset, group in frame.groupby("dataset", sort=True):
+        udr = pd.to_numeric(group[UDR_KEY], errors="coerce").to_numpy(dtype=float)
+        for key in keys:
+            values = pd.to_numeric(group[key], errors="coerce").to_numpy(dtype=float)
+            both = int((np.isfinite(udr) & np.isfinite(values)).sum())
+            rows.append({"dataset": dataset, "metric": key, "spearman": spearman(udr, values), "runs": both})
+    return pd.DataFrame(rows, columns=["dataset", "metric", "spearman", "runs"])
+
+
+# -- fairness (Locatello et al., NeurIPS 2019) -------------------------------------------------
+
+
+def fairness_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """``{label: column}`` of the unfairness scores (:data:`FAIRNESS`) ``frame`` holds."""
+    return {label: key for label, key in FAIRNESS.items() if present(frame, [key])}
+
+
+def largest_accuracies(frame: pd.DataFrame) -> dict[str, str]:
+    """``{"LR acc@N": column, ...}``: each downstream task's mean test accuracy at its largest
+    training size (the fairness paper's downstream accuracy: its classifiers use 10,000 points)."""
+    out = {}
+    for metric, sizes in downstream_sizes(frame).items():
+        out[f"{DOWNSTREAM[metric]} acc@{sizes[-1]}"] = _accuracy_column(frame, metric, sizes[-1])
+    return out
+
+
+# -- stability across evaluations (the JMLR version) ---------------------------------------------
+
+
+def _evaluations(table: pd.DataFrame, representation: str, keys) -> pd.DataFrame:
+    """Every test evaluation of ``keys`` on ``representation``: ``dataset``, ``model_num``,
+    ``score_key``, ``repetition`` (0 where the table has none), ``sample_size`` (NaN where not
+    swept) and a finite ``value``."""
+    columns = ["dataset", "model_num", "score_key", "repetition", "sample_size", "value"]
+    if table.empty or not {"model_num", "representation", "score_key", "value"} <= set(table.columns):
+        return pd.DataFrame(columns=columns)
+    rows = table[(table["representation"] == representation) & table["score_key"].isin(list(keys))]
+    if "validation" in rows.columns:
+        rows = rows[~rows["validation"].eq(True).to_numpy()]
+    datasets = _datasets(table.drop_duplicates("model_num").set_index("model_num"))  # as models() names them
+    out = pd.DataFrame({
+        "dataset": datasets.reindex(rows["model_num"]).to_numpy(),
+        "model_num": rows["model_num"].to_numpy(),
+        "score_key": rows["score_key"].to_numpy(),
+        "repetition": np.nan_to_num(_floats(rows[REPETITION]), nan=0.0) if REPETITION in rows.columns else np.zeros(len(rows)),
+        "sample_size": _floats(rows[SAMPLE_SIZE]) if SAMPLE_SIZE in rows.columns else np.full(len(rows), np.nan),
+        "value": _floats(rows["value"]),
+    })
+    return out[np.isfinite(out["value"].to_numpy(dtype=float))].reset_index(drop=True)
+
+
+def repetition_spread(table: pd.DataFrame, representation: str, keys) -> pd.DataFrame:
+    """How much a metric moves between evaluations of the same run, against how much it differs
+    between runs; per data set x metric x sample size (NaN: the metric's own ``num_train``).
+
+    Over the runs evaluated at least twice: ``within_sd`` is the pooled within-run standard
+    deviation, sqrt(mean over runs of the variance across the run's repetitions, ddof 1);
+    ``between_sd`` the standard deviation (ddof 1) over runs of the run's mean over its
+    repetitions; ``ratio`` = within / between (NaN without two runs or with equal run means).
+    A ratio near 0 means the evaluations agree and the runs differ; near or above 1 means the
+    evaluation noise is as large as the differences it is meant to rank.
+    """
+    columns = ["dataset", "metric", "sample_size", "runs", "repetitions", "within_sd", "between_sd", "ratio"]
+    ev = _evaluations(table, representation, keys)
+    rows = []
+    for (dataset, key, size), group in ev.groupby(["dataset", "score_key", "sample_size"], dropna=False, sort=True):
+        counts = group.groupby("model_num")["value"].count()
+        repeated = group[group["model_num"].isin(counts.index[counts >= 2])]
+        if repeated.empty:
+            continue
+        per_run = repeated.groupby("model_num")["value"]
+        within = float(np.sqrt(per_run.var(ddof=1).mean()))
+        means = per_run.mean()
+        between = float(means.std(ddof=1)) if len(means) >= 2 else np.nan
+        ratio = within / between if np.isfinite(between) and between > 0 else np.nan
+        rows.append({"dataset": dataset, "metric": key, "sample_size": size, "runs": len(means),
+                     "repetitions": int(counts.max()), "within_sd": within, "between_sd": between, "ratio": ratio})
+    order = {k: i for i, k in enumerate(keys)}
+    out = pd.DataFrame(rows, columns=columns)
+    if len(out):
+        out = out.assign(_order=out["metric"].map(order)).sort_values(["dataset", "_order", "sample_size"], na_position="last", kind="stable")
+        out = out.drop(columns="_order").reset_index(drop=True)
+    return out
+
+
+def sample_size_agreement(table: pd.DataFrame, representation: str, keys) -> pd.DataFrame:
+    """Spearman correlation between the model rankings a metric gives at two sample sizes, for
+    every pair of the sizes it was evaluated at, per data set (long: ``size_a``, ``size_b``,
+    ``spearman``, ``runs`` with both, and ``largest``, the data set's largest size for the metric).
+
+    Each ranking is the runs' first evaluation (repetition 0) at that size, the score a single
+    evaluation gives. Rows without a sample size (the metric's own ``num_train``) have no size
+    to place and are left out. Empty for a metric with fewer than two sizes.
+    """
+    columns = ["dataset", "metric", "size_a", "size_b", "spearman", "runs", "largest"]
+    ev = _evaluations(table, representation, keys)
+    ev = ev[(ev["repetition"] == 0) & ev["sample_size"].notna()]
+    rows = []
+    for key in keys:
+        for dataset, group in ev[ev["score_key"] == key].groupby("dataset", sort=True):
+            wide = group.groupby(["model_num", "sample_size"])["value"].first().unstack("sample_size")
+            sizes = sorted(wide.columns)
+            if len(sizes) < 2:
+                continue
+            for a in sizes:
+                for b in sizes:
+                    both = int((wide[a].notna() & wide[b].notna()).sum())
+                    rows.append({"dataset": dataset, "metric": key, "size_a": int(a), "size_b": int(b),
+                                 "spearman": spearman(wide[a], wide[b]), "runs": both, "largest": int(sizes[-1])})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def evaluation_axes(table: pd.DataFrame) -> tuple[list[int], list[int]]:
+    """The table's evaluation repetitions (``[0]`` without the column) and the training sample
+    sizes of its swept metrics (``[]`` without any)."""
+    repetitions, sizes = [0], []
+    if len(table) and REPETITION in table.columns:
+        repetitions = sorted({int(r) for r in np.nan_to_num(_floats(table[REPETITION]), nan=0.0)})
+    if len(table) and SAMPLE_SIZE in table.columns:
+        sizes = sorted({int(v) for v in _floats(table[SAMPLE_SIZE]) if np.isfinite(v)})
+    return repetitions, sizes

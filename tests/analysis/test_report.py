@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -153,7 +155,7 @@ def load_in_chromium(index: Path, tmp_path: Path) -> tuple[str, str]:
         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
         "--virtual-time-budget=10000", "--dump-dom", index.resolve().as_uri(),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)  # the assert shows stderr
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout, done.stderr
 
@@ -203,3 +205,136 @@ def test_report_links_every_runs_pictures_drawing_missing_ones(tmp_path):
         dom, log = load_in_chromium(index, tmp_path)
         assert 'data-images="ok"' in dom
         assert not [line for line in log.splitlines() if "CONSOLE" in line]
+
+
+# -- the follow-up studies' sections -------------------------------------------------------------
+
+MIG, DCI = "mig.discrete_mig", "dci.disentanglement"
+FOLLOWUPS = SECTIONS[:-1] + ["udr", "fairness", "stability", "runs"]
+GBT_LARGEST = "downstream_boosted_trees.1000.mean_test_accuracy"  # small_table's largest downstream size
+
+
+def followup_table() -> pd.DataFrame:
+    """small_table() evaluated twice per run, MIG and DCI also at 100 and 1,000 training points
+    (with_evaluations: the primary evaluation is small_table() itself), plus UDR and unfairness
+    built from the scores: UDR increases with MIG on dSprites and decreases on Color-dSprites;
+    the mean unfairness is 1 - DCI on dSprites and the GBT accuracy on Color-dSprites."""
+    from analysis_support import add_scores, with_evaluations
+
+    from disentangled.analysis import stats as st
+
+    base = small_table()
+    frame = st.models(base).set_index("model_num")
+    dsprites = frame["dataset"] == "dsprites_full"
+    udr = (2 * frame[MIG] + 1).where(dsprites, -frame[MIG])
+    unfair = (1 - frame[DCI]).where(dsprites, frame[GBT_LARGEST])
+    table = with_evaluations(base, num_eval=2, sizes=(100, 1000), swept=(MIG, DCI))
+    table = add_scores(table, "udr", {st.UDR_KEY: udr.to_dict()})
+    table = add_scores(table, "fairness", {st.FAIRNESS["mean unfairness"]: unfair.to_dict(),
+                                           st.FAIRNESS["max unfairness"]: (unfair + 0.1).to_dict()})
+    return table
+
+
+@pytest.fixture(scope="module")
+def followup_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("followups")
+    followup_table().to_parquet(out / "results.parquet")
+    return write_report(out / "results.parquet", out / "site", num_draws=2000)
+
+
+def _section(index: Path, key: str) -> str:
+    text = index.read_text()
+    part = text[text.index(f'id="{key}"'):]
+    return part[:part.index("</section>")]
+
+
+def test_followup_sections_appear_with_figures_readings_and_exact_numbers(followup_report):
+    site = followup_report.parent
+    page = parse(followup_report)
+    assert page.sections == FOLLOWUPS
+    assert "this analysis failed" not in followup_report.read_text()
+    assert len(page.classes["reading"]) == len(FOLLOWUPS)
+    for image in page.images:
+        assert (site / image).is_file(), image
+    for key, figures in (("udr", ["udr_against_metrics.png"]), ("fairness", ["fairness_rank_correlation.png", "fairness_scatter.png"]),
+                         ("stability", ["metric_spread_across_repetitions.png", "metric_rank_across_sample_sizes.png"])):
+        for name in figures:
+            assert f'src="figures/{name}"' in _section(followup_report, key), name
+
+    udr = pd.read_csv(site / "udr_against_metrics.csv").set_index(["dataset", "metric"])["spearman"]
+    assert udr[("dsprites_full", "MIG")] == pytest.approx(1.0) and udr[("color_dsprites", "MIG")] == pytest.approx(-1.0)
+    assert "MIG +0.00" in _section(followup_report, "udr")  # the mean of +1 and -1
+
+    fair = pd.read_csv(site / "fairness_rank_correlation.csv").set_index(["dataset", "unfairness", "against"])["spearman"]
+    assert fair[("dsprites_full", "mean unfairness", "DCI")] == pytest.approx(-1.0)
+    assert fair[("color_dsprites", "mean unfairness", "GBT acc@1000")] == pytest.approx(1.0)
+    assert fair[("dsprites_full", "max unfairness", "DCI")] == pytest.approx(-1.0)  # a shift keeps the ranking
+
+    # every run's two evaluations differ by exactly 10 (with_evaluations): within-run SD sqrt(50);
+    # the SD between runs is that of the run means, i.e. of small_table()'s own scores
+    spread = pd.read_csv(site / "metric_spread_across_repetitions.csv")
+    np.testing.assert_allclose(spread["within_sd"], math.sqrt(50))
+    from disentangled.analysis import stats as st
+
+    base = st.models(small_table())
+    own = spread[spread["sample_size"].isna() & (spread["metric"] == "MIG") & (spread["dataset"] == "dsprites_full")].iloc[0]
+    expected = base.loc[base["dataset"] == "dsprites_full", MIG].std(ddof=1)
+    assert own["between_sd"] == pytest.approx(expected) and own["ratio"] == pytest.approx(math.sqrt(50) / expected)
+    assert set(zip(spread["metric"], spread["sample_size"].fillna(0))) >= {("MIG", 100), ("MIG", 1000), ("DCI", 100), ("MIG", 0)}
+    # the swept sizes shift every run by the same amount: the ranking is the same at every size
+    ranks = pd.read_csv(site / "metric_rank_across_sample_sizes.csv")
+    assert set(ranks["metric"]) == {"MIG", "DCI"} and np.allclose(ranks["spearman"], 1.0)
+    stability = _section(followup_report, "stability")
+    assert "MIG ρ +1.00 (100 vs 1,000)" in stability and "DCI ρ +1.00 (100 vs 1,000)" in stability
+    intro = followup_report.read_text().split("<nav>")[0]
+    assert "evaluation repetitions" in intro and "100, 1,000" in intro
+
+
+def test_repetitions_and_sample_sizes_leave_every_other_section_unchanged(full_report, followup_report):
+    # the follow-up table's primary evaluation is small_table(), the full report's table
+    for name in ("tc_by_strength.csv", "tc_trends.csv", "metric_rank_correlation.csv", "score_distributions.csv", "method_overlap.csv",
+                 "seed_vs_hyperparameter.csv", "unsupervised_vs_metrics.csv", "transfer_rank_correlation.csv", "table1.csv",
+                 "downstream_rank_correlation.csv", "variance_explained.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(followup_report.parent / name), pd.read_csv(full_report.parent / name), obj=name)
+    runs = pd.read_csv(followup_report.parent / "runs.csv")
+    assert len(runs) == 36 and {"udr.model_score", "fairness.mean_fairness.mean_pred.mean_sens"} <= set(runs.columns)
+
+
+def test_followup_sections_say_what_is_missing(tmp_path):
+    from analysis_support import add_scores, with_evaluations
+
+    table = small_table(datasets=("dsprites_full",), methods=("beta_vae",), seeds=(0,))  # runs 0, 1, 2
+    table = table[table["score_key"] == MIG]
+    table = with_evaluations(table, num_eval=1, sizes=(1000,), swept=(MIG,))  # one evaluation, one size
+    table = add_scores(table, "udr", {"udr.model_score": {0: 0.5, 1: 0.6}})  # two runs: no rank correlation
+    table = add_scores(table, "fairness", {"fairness.mean_fairness.mean_pred.mean_sens": {0: 0.1, 1: 0.2}})
+    table.to_parquet(tmp_path / "results.parquet")
+    index = write_report(tmp_path / "results.parquet", tmp_path / "site", num_draws=100)
+    assert parse(index).sections == FOLLOWUPS
+    assert "this analysis failed" not in index.read_text()
+    assert "at least three runs holding both UDR and a metric" in _section(index, "udr")
+    assert "no defined rank correlation" in _section(index, "fairness")
+    stability = _section(index, "stability")
+    assert "evaluated at least twice on the same run" in stability and "two or more sample sizes" in stability
+
+
+def test_tc_trend_with_two_hyperparameter_values_and_one_run_each(tmp_path):
+    # sampled TC = exp(1.5 - 2 rank + 0.2 noise) falls and mean TC = exp(1 + 2.5 rank + ...) rises
+    # between the two values by far more than the noise: Spearman of two runs is -1 and +1
+    table = small_table(datasets=("dsprites_full",), methods=("beta_vae",), seeds=(0,), grids={"beta_vae": ("beta", [1.0, 4.0])})
+    table.to_parquet(tmp_path / "results.parquet")
+    index = write_report(tmp_path / "results.parquet", tmp_path / "site", num_draws=100)
+    tc = _section(index, "tc")
+    assert "sampled TC falls with regularisation for β-VAE (-1.00) and rises for no method" in tc
+    assert "mean TC falls with regularisation for no method and rises for β-VAE (+1.00)" in tc
+    assert "ρ = ±1 gives only the direction of the change" in tc
+    assert "single hyperparameter value" not in tc and "Missing" not in tc
+    trends = pd.read_csv(tmp_path / "site" / "tc_trends.csv").set_index("representation")["spearman_strength_tc"]
+    assert trends["sampled"] == -1.0 and trends["mean"] == 1.0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_followup_report_loads_in_chromium_with_every_image(followup_report, tmp_path):
+    dom, log = load_in_chromium(followup_report, tmp_path)
+    assert 'data-images="ok"' in dom
+    assert not [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
