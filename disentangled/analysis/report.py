@@ -302,7 +302,8 @@ def _stability_section(raw, keys, writer, representation) -> Section:
             m = rows.assign(size=rows["sample_size"].map(_size_label)).pivot(index="metric", columns="size", values="ratio")
             matrices[dataset] = m.reindex(index=[k for k in _labels(keys) if k in m.index], columns=[_size_label(v) for v in sizes])
         path, rel = writer.figure("metric_spread_across_repetitions.png")
-        fig.heatmaps(matrices, path, vmin=0, vmax=1, cmap="viridis", colorbar_label="within-run SD / between-run SD")
+        top = max([1.0] + [float(np.nanmax(m.to_numpy(dtype=float))) for m in matrices.values() if np.isfinite(m.to_numpy(dtype=float)).any()])
+        fig.heatmaps(matrices, path, vmin=0, vmax=top, cmap="viridis", colorbar_label="within / between SD")
         s.figures.append((rel, ("Per data set, metric (rows) and sample size (columns): the pooled standard deviation of a run's score "
                                 "across its evaluation repetitions divided by the standard deviation of the runs' mean scores; "
                                 "0 is a perfectly repeatable metric, 1 or more one whose evaluation noise matches the differences between runs.")))
