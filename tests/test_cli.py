@@ -74,7 +74,7 @@ def test_unknown_name_lists_close_matches(capsys):
 
 
 @pytest.mark.parametrize("what, registry", [
-    ("objectives", "disentangled.models:OBJECTIVES"),
+    ("objectives", "disentangled.models:ALL_OBJECTIVES"),
     ("architectures", "disentangled.models:ARCHITECTURES"),
     ("datasets", "disentangled.data:DATASETS"),
     ("metrics", "disentangled.metrics:METRICS"),
@@ -89,6 +89,22 @@ def test_list_prints_one_line_per_entry_in_registry_order(what, registry):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert [line.split(":")[0] for line in lines] == names
+
+
+def test_list_objectives_names_every_family_in_groups():
+    from disentangled.models import OBJECTIVES, SEMI_OBJECTIVES
+
+    lines = runner.invoke(app, ["list", "objectives"]).output.splitlines()
+    assert len(lines) == len(OBJECTIVES) + len(SEMI_OBJECTIVES) == 17
+    families = [line[line.rindex("(") + 1:-1] for line in lines]
+    assert families == ["unsupervised"] * 6 + ["weakly supervised"] * 4 + ["semi-supervised"] * 7
+    assert lines[0] == "beta_vae: beta=1.0 (unsupervised)"
+    assert lines[8] == "ada_gvae: beta=1.0 (weakly supervised)"
+    # the settings of the supervised losses not chosen by default (l2's learn_scale, embed's sigma) are left out
+    assert lines[10] == ("s2_vae: beta=1.0, gamma_sup=1.0, supervised_loss=xent, annealer=fixed, iteration_threshold=1 "
+                         "(semi-supervised)")
+    assert lines[11] == "supervised: supervised_loss=xent (semi-supervised)"
+    assert lines[16] == "s2_mine_vae: beta=1.0, gamma_sup=1.0, annealer=fixed, iteration_threshold=1 (semi-supervised)"
 
 
 def test_list_metrics_shows_the_settings_and_presets_their_size():

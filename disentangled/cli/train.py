@@ -40,10 +40,21 @@ def _defaults(settings: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items() if isinstance(v, (int, float, str, list, type(None))))
 
 
-def _objectives() -> list[str]:
-    from ..models import OBJECTIVES
+#: The family of an objective, by what a step of it trains on (its ``batch_kind``).
+_FAMILIES = {"images": "unsupervised", "pairs": "weakly supervised", "labelled": "semi-supervised"}
 
-    return [f"{name}: {_defaults(OBJECTIVES.build(name).hyperparameters())}" for name in OBJECTIVES]
+
+def _objectives() -> list[str]:
+    from ..models import ALL_OBJECTIVES
+
+    groups: dict[str, list[str]] = {family: [] for family in _FAMILIES.values()}
+    for name in ALL_OBJECTIVES:  # family by family, each in the registry's order
+        objective = ALL_OBJECTIVES.build(name)
+        family = _FAMILIES[type(objective).batch_kind]
+        # None marks a setting of another supervised loss than the default one, not a default of this objective
+        settings = {k: v for k, v in objective.hyperparameters().items() if v is not None}
+        groups[family].append(f"{name}: {_defaults(settings)} ({family})")
+    return [line for lines in groups.values() for line in lines]
 
 
 def _architectures() -> list[str]:
@@ -85,6 +96,6 @@ _LISTINGS = Registry("list", {
 
 
 def list_(what: str = typer.Argument(..., help=" | ".join(_LISTINGS))) -> None:
-    """List a registry: objectives and metrics with their defaults, architectures, data sets, study presets."""
+    """List a registry: objectives (with their family) and metrics with their defaults, architectures, data sets, study presets."""
     for line in _LISTINGS[what]():
         console.print(line, highlight=False, soft_wrap=True)  # one line per entry, for grep

@@ -186,7 +186,7 @@ def test_report_has_the_semi_section(tmp_path):
     from disentangled.analysis import write_report
     from disentangled.study.collect import write_table
 
-    spec, study = _fake_study(tmp_path)
+    _, study = _fake_study(tmp_path)
     table = collect(study.path)
     write_table(table, tmp_path / "t.parquet")
     html = write_report(tmp_path / "t.parquet", tmp_path / "report", visualize_missing=False).read_text()
@@ -227,3 +227,107 @@ def test_study_validates_s2_and_unsupervised_runs_on_the_same_draw(tmp_path):
     table = collect(study.path)
     # 6 score keys per (run, count): dci's 4, mig's and sap's; the S2 runs at 20 labels, the others at 20 and 30
     assert int(table["validation"].sum()) == 2 * 6 + 2 * 2 * 6
+
+
+SHORT_STEPS = 24  # every run of the shortened semi_small; checkpoints every 4 steps
+
+
+def short_semi_small(path):
+    """semi_small with its sweep, supervision and validation as they are, shortened to run twice in a test:
+    ``SHORT_STEPS`` steps at batch 16 and smaller metric sizes. Written to ``path``; returns the spec."""
+    import yaml
+
+    raw = load_spec("semi_small").to_dict()
+    raw["name"] = "semi_small_short"
+    raw["base"]["train"] = {"steps": SHORT_STEPS, "batch_size": 16, "checkpoint_every": 4, "log_every": 4,
+                            "eval_batches": 2}
+    raw["evaluation"]["metrics"] = {
+        "beta_vae": {"num_train": 40, "num_eval": 20, "batch_size": 8},
+        "factor_vae": {"num_variance_estimate": 200, "num_train": 40, "num_eval": 20, "batch_size": 8},
+        "mig": {"num_train": 200}, "dci": {"num_train": 100, "num_test": 50}, "unsupervised": {"num_train": 200}}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return from_mapping(raw)
+
+
+def _selected_medians(table, validation_key, test_key):
+    """Per family, the median over seeds of ``test_key`` of the model each seed selects by ``validation_key``
+    (highest score, the lower model number on a tie): the paper's comparison, computed here from the long table."""
+    rows = table[table["representation"] == "mean"]
+    flagged = rows["validation"].fillna(False).astype(bool)
+    val = rows[flagged & (rows["score_key"] == validation_key) & np.isfinite(rows["value"].astype(float))]
+    test = rows[~flagged & (rows["score_key"] == test_key)].set_index("model_num")["value"].astype(float)
+    s2 = val["config.supervision.num_labelled_samples"].notna()
+    medians = {}
+    for family, group in (("s2", val[s2]), ("unsupervised", val[~s2])):
+        picks = []
+        for _, seed in group.groupby("config.seed"):
+            best = seed.sort_values(["value", "model_num"], ascending=[False, True], kind="stable")["model_num"].iloc[0]
+            picks.append(test[best])
+        medians[family] = float(np.median(picks))
+    return medians
+
+
+@pytest.mark.slow
+def test_semi_small_killed_mid_training_reruns_to_the_undisturbed_study_and_reports(tmp_path):
+    """`study run` of semi_small (shortened) through the CLI, SIGKILLed while an S2 run trains and rerun,
+    ends with the undisturbed study's weights and table; `report` on that table compares S2 with beta-VAE."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec_path = tmp_path / "semi_small_short.yaml"
+    spec = short_semi_small(spec_path)
+    assert len(spec) == 12
+    exe = [sys.executable, "-m", "disentangled"]
+    # one thread: on a loaded two-core machine a second one mostly waits for the first
+    run = exe + ["study", "run", str(spec_path), "--executor", "inline", "--no-progress", "--threads", "1"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(run + ["--out", str(straight)], check=True, capture_output=True)
+    proc = subprocess.Popen(run + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # run 2 is s2_vae with the l2 loss: its learned scale and that scale's optimiser moments must resume too
+    victim = killed / "runs" / "00002"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (victim / "checkpoints" / "latest.json").exists():
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (victim / "train.done").exists()  # killed mid-training, between two checkpoints
+    assert json.loads((victim / "checkpoints" / "latest.json").read_text())["step"] < SHORT_STEPS
+    subprocess.run(run + ["--out", str(killed)], check=True, capture_output=True)
+
+    for n in range(12):
+        log = (killed / "runs" / f"{n:05d}" / "train_log.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in log] == list(range(4, SHORT_STEPS + 1, 4)), n  # none lost, none twice
+        done = [json.loads((d / "runs" / f"{n:05d}" / "train.done").read_text()) for d in (straight, killed)]
+        assert done[0]["weights_sha256"] == done[1]["weights_sha256"], n
+    a, b = collect(straight), collect(killed)
+    keep = [c for c in a.columns if not c.startswith("train.elapsed")]
+    pd.testing.assert_frame_equal(a[keep].reset_index(drop=True), b[keep].reset_index(drop=True))
+    # every run scored and validated: 5 S2 methods x 2 seeds on their own 100 labels, beta-VAE on its seed's draw
+    val = b[b["validation"].fillna(False).astype(bool)]
+    assert set(val["model_num"]) == set(range(12)) and set(val["validation.num_labelled_samples"]) == {100}
+    assert set(val["score_key"]) == {"mig_validation", "sap_validation", "dci_validation.disentanglement",
+                                     "dci_validation.completeness", "dci_validation.informativeness_train",
+                                     "dci_validation.informativeness_test"}
+
+    table = tmp_path / "results.parquet"
+    subprocess.run(exe + ["study", "collect", str(killed), "-o", str(table)], check=True, capture_output=True)
+    subprocess.run(exe + ["report", str(table), "-o", str(tmp_path / "report"), "--study-dir", str(killed),
+                          "--draws", "100"], check=True, capture_output=True)
+    html = (tmp_path / "report" / "index.html").read_text()
+    section = html[html.index('id="semi"'):]
+    section = section[:section.index("</section>")]
+    assert 'src="figures/semi_selection.png"' in section
+    cells = pd.read_csv(tmp_path / "report" / "semi_against_unsupervised.csv")
+    tests = ["beta_vae.eval_accuracy", "dci.disentanglement", "factor_vae.eval_accuracy", "mig.discrete_mig"]
+    assert sorted(set(cells["metric"])) == tests and len(cells) == 3 * 4 and set(cells["num_labels"]) == {100}
+    assert (cells["seeds_s2"] == 2).all() and (cells["seeds_unsupervised"] == 2).all()
+    higher = 0
+    for cell in cells.itertuples():
+        medians = _selected_medians(b, cell.validation, cell.metric)
+        assert (cell.s2_median, cell.unsupervised_median) == pytest.approx((medians["s2"], medians["unsupervised"]),
+                                                                           abs=1e-12), cell
+        higher += medians["s2"] > medians["unsupervised"]
+    assert f"in {higher} of 12 (data set, labels, validation score, test metric) cells" in section
