@@ -101,10 +101,10 @@ def test_list_objectives_names_every_family_in_groups():
     assert lines[0] == "beta_vae: beta=1.0 (unsupervised)"
     assert lines[8] == "ada_gvae: beta=1.0 (weakly supervised)"
     # the settings of the supervised losses not chosen by default (l2's learn_scale, embed's sigma) are left out
-    assert lines[10] == ("s2_vae: beta=1.0, gamma_sup=1.0, supervised_loss=xent, annealer=fixed, iteration_threshold=1 "
+    assert lines[10] == ("s2_vae: gamma_sup=1.0, annealer=fixed, iteration_threshold=1, supervised_loss=xent, beta=1.0 "
                          "(semi-supervised)")
     assert lines[11] == "supervised: supervised_loss=xent (semi-supervised)"
-    assert lines[16] == "s2_mine_vae: beta=1.0, gamma_sup=1.0, annealer=fixed, iteration_threshold=1 (semi-supervised)"
+    assert lines[16] == "s2_mine_vae: gamma_sup=1.0, annealer=fixed, iteration_threshold=1, beta=1.0 (semi-supervised)"
 
 
 def test_list_metrics_shows_the_settings_and_presets_their_size():

@@ -70,6 +70,25 @@ def _adam(owner: str, value) -> AdamSettings:
     return value
 
 
+@dataclass(frozen=True)
+class AnnealedSettings:
+    """The weight of the supervised term and its schedule (``supervision_annealer`` in the reference)."""
+
+    gamma_sup: float = 1.0
+    annealer: str = "fixed"
+    iteration_threshold: int = 1
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The supervised loss and its own settings, each belonging to one loss (:data:`LOSS_SETTINGS`)."""
+
+    supervised_loss: str = "xent"
+    learn_scale: bool | None = None
+    sigma: float | str | None = None
+    use_order: bool | None = None
+
+
 class SemiSupervised(Objective):
     """Base of the semi-supervised objectives (abstract; each subclass is a final frozen dataclass).
 
@@ -92,7 +111,7 @@ class SemiSupervised(Objective):
 
     def loss(self) -> SupervisedLoss | None:
         """The supervised loss and its settings (None for ``s2_mine_vae``)."""
-        if "supervised_loss" not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+        if not isinstance(self, LossSettings):
             return None
         own = {k: getattr(self, k) for k, owner in LOSS_SETTINGS.items() if owner == self.supervised_loss}
         return SUPERVISED_LOSSES.build(self.supervised_loss, **own)
@@ -120,13 +139,13 @@ class SemiSupervised(Objective):
 
     # -- validation -----------------------------------------------------------------------------
 
-    def _check_supervision(self, *, annealed: bool = True, loss: bool = True) -> None:
-        if annealed:
+    def _check_supervision(self) -> None:
+        if isinstance(self, AnnealedSettings):
             self._check("gamma_sup", low=0)
             check_choice(f"{self.name}: annealer", self.annealer, list(ANNEALERS))
             low = 1 if self.annealer == "anneal" else 0  # the ramp divides by the threshold
             check_int(f"{self.name}: iteration_threshold", self.iteration_threshold, low=low)
-        if loss:
+        if isinstance(self, LossSettings):
             check_choice(f"{self.name}: supervised_loss", self.supervised_loss, list(SUPERVISED_LOSSES))
             own = {}
             for key, owner in LOSS_SETTINGS.items():
@@ -148,17 +167,10 @@ class SemiSupervised(Objective):
 
 
 @dataclass(frozen=True)
-class S2VAE(SemiSupervised):
+class S2VAE(SemiSupervised, LossSettings, AnnealedSettings):
     """Semi-supervised beta-VAE: ``beta * KL + gamma_sup(t) * R_s`` (dlib's ``s2_vae``)."""
 
     beta: float = 1.0
-    gamma_sup: float = 1.0
-    supervised_loss: str = "xent"
-    learn_scale: bool | None = None
-    sigma: float | str | None = None
-    use_order: bool | None = None
-    annealer: str = "fixed"
-    iteration_threshold: int = 1
 
     name: ClassVar[str] = "s2_vae"
 
@@ -171,18 +183,11 @@ class S2VAE(SemiSupervised):
 
 
 @dataclass(frozen=True)
-class S2FactorVAE(SemiSupervised):
+class S2FactorVAE(SemiSupervised, LossSettings, AnnealedSettings):
     """Semi-supervised FactorVAE: ``KL + gamma * TC + gamma_sup(t) * R_s``, discriminator as FactorVAE's
     (dlib's ``s2_factor_vae``). ``train_loss_parameters``: see the module docstring."""
 
     gamma: float = 10.0
-    gamma_sup: float = 1.0
-    supervised_loss: str = "xent"
-    learn_scale: bool | None = None
-    sigma: float | str | None = None
-    use_order: bool | None = None
-    annealer: str = "fixed"
-    iteration_threshold: int = 1
     train_loss_parameters: bool = False
     discriminator_optimizer: AdamSettings = DISCRIMINATOR_OPTIMIZER
 
@@ -208,18 +213,11 @@ class S2FactorVAE(SemiSupervised):
 
 
 @dataclass(frozen=True)
-class S2DIPVAEI(SemiSupervised):
+class S2DIPVAEI(SemiSupervised, LossSettings, AnnealedSettings):
     """Semi-supervised DIP-VAE-I: DIP-VAE-I's regulariser + ``gamma_sup(t) * R_s`` (dlib's ``s2_dip_vae``, ``dip_type="i"``)."""
 
     lambda_od: float = 1.0
     lambda_d_factor: float = 10.0
-    gamma_sup: float = 1.0
-    supervised_loss: str = "xent"
-    learn_scale: bool | None = None
-    sigma: float | str | None = None
-    use_order: bool | None = None
-    annealer: str = "fixed"
-    iteration_threshold: int = 1
 
     name: ClassVar[str] = "s2_dip_vae_i"
 
@@ -233,18 +231,11 @@ class S2DIPVAEI(SemiSupervised):
 
 
 @dataclass(frozen=True)
-class S2DIPVAEII(SemiSupervised):
+class S2DIPVAEII(SemiSupervised, LossSettings, AnnealedSettings):
     """Semi-supervised DIP-VAE-II: DIP-VAE-II's regulariser + ``gamma_sup(t) * R_s`` (dlib's ``s2_dip_vae``, ``dip_type="ii"``)."""
 
     lambda_od: float = 1.0
     lambda_d_factor: float = 1.0
-    gamma_sup: float = 1.0
-    supervised_loss: str = "xent"
-    learn_scale: bool | None = None
-    sigma: float | str | None = None
-    use_order: bool | None = None
-    annealer: str = "fixed"
-    iteration_threshold: int = 1
 
     name: ClassVar[str] = "s2_dip_vae_ii"
 
@@ -258,17 +249,10 @@ class S2DIPVAEII(SemiSupervised):
 
 
 @dataclass(frozen=True)
-class S2BetaTCVAE(SemiSupervised):
+class S2BetaTCVAE(SemiSupervised, LossSettings, AnnealedSettings):
     """Semi-supervised beta-TCVAE: ``KL + (beta - 1) * TC + gamma_sup(t) * R_s`` (dlib's ``s2_beta_tc_vae``)."""
 
     beta: float = 1.0
-    gamma_sup: float = 1.0
-    supervised_loss: str = "xent"
-    learn_scale: bool | None = None
-    sigma: float | str | None = None
-    use_order: bool | None = None
-    annealer: str = "fixed"
-    iteration_threshold: int = 1
 
     name: ClassVar[str] = "s2_beta_tc_vae"
 
@@ -281,16 +265,13 @@ class S2BetaTCVAE(SemiSupervised):
 
 
 @dataclass(frozen=True)
-class S2MineVAE(SemiSupervised):
+class S2MineVAE(SemiSupervised, AnnealedSettings):
     """``beta * KL + gamma_sup(t) * sum_{l != r} I(y_l; mu_r)^2``, the MI estimated by MINE (dlib's ``s2_mine_vae``).
 
     ``mine_optimizer``: the update of every statistics network (Adam, lr 0.01 as in the reference).
     """
 
     beta: float = 1.0
-    gamma_sup: float = 1.0
-    annealer: str = "fixed"
-    iteration_threshold: int = 1
     mine_optimizer: AdamSettings = MINE_OPTIMIZER
 
     name: ClassVar[str] = "s2_mine_vae"
@@ -299,7 +280,7 @@ class S2MineVAE(SemiSupervised):
 
     def __post_init__(self):
         self._check("beta", low=0)
-        self._check_supervision(loss=False)
+        self._check_supervision()
         object.__setattr__(self, "mine_optimizer", _adam(f"{self.name}: mine_optimizer", self.mine_optimizer))
 
     def unsupervised(self) -> Objective:
@@ -307,19 +288,15 @@ class S2MineVAE(SemiSupervised):
 
 
 @dataclass(frozen=True)
-class Supervised(SemiSupervised):
+class Supervised(SemiSupervised, LossSettings):
     """Fully supervised encoder: ``reconstruction(decoder(stop_gradient(z))) + R_s``, no KL (dlib's ``supervised``)."""
 
-    supervised_loss: str = "xent"
-    learn_scale: bool | None = None
-    sigma: float | str | None = None
-    use_order: bool | None = None
 
     name: ClassVar[str] = "supervised"
     decoder_detached: ClassVar[bool] = True
 
     def __post_init__(self):
-        self._check_supervision(annealed=False)
+        self._check_supervision()
 
     def annealed_gamma_sup(self, step) -> float:
         return 1.0  # the reference adds the supervised loss unweighted
@@ -332,6 +309,8 @@ class Supervised(SemiSupervised):
 __all__ = [
     "LOSS_SETTINGS",
     "MINE_OPTIMIZER",
+    "AnnealedSettings",
+    "LossSettings",
     "S2BetaTCVAE",
     "S2DIPVAEI",
     "S2DIPVAEII",
