@@ -14,6 +14,18 @@ data set with ``numpy.random.RandomState(seed)`` (the study's seed for the metri
 with the same representation function, so both see the same samples; the table reports the
 largest difference between the two sides' scores next to the times.
 
+Representations: ``linear`` (default) is a cheap fixed code of the synthetic sprites (8x8
+average pooling, a random linear map, tanh); ``conv`` is a trained encoder, the mean of a
+finished training run given with ``--run``, loaded and called as ``disentangled evaluate``
+calls it (``train.represent.Representation`` on the CPU), on the run's data set. A short run
+is enough to have informative codes, for example (about 3 minutes on 2 cores)::
+
+    disentangled train --out /tmp/convrun data.source=procedural train.steps=1500
+    python benchmarks/metrics.py --reference PATH --representation conv --run /tmp/convrun
+
+``--encode-batch`` sets the encoder's images per forward pass on both sides (the reference
+calls it with 16 or 64 images at a time, so only our side, which hands it 256, sees it).
+
 Our suite runs as ``disentangled evaluate`` runs it: one encoding cache shared by all the
 metrics, per-factor classifiers in parallel. Thread pools are limited to one thread on both
 sides by default (``--threads``) so that the comparison is of algorithms, not of BLAS
@@ -33,8 +45,9 @@ given here so that it runs.
 
 Usage::
 
-    python benchmarks/metrics.py --reference PATH [--sizes study|small] [--representation linear|conv]
-        [--dataset synthetic|dsprites_full] [--metric NAME ...] [--followups] [--skip-reference] [--output results.json]
+    python benchmarks/metrics.py --reference PATH [--sizes study|small] [--representation linear|conv --run RUN_DIR]
+        [--encode-batch N] [--dataset synthetic|dsprites_full] [--metric NAME ...] [--followups] [--skip-reference]
+        [--output results.json]
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ import resource
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 SIZES = {
@@ -78,8 +92,13 @@ def parse_args(argv=None):
     p.add_argument("--reference", type=Path, help="site-packages folder holding disentanglement_lib (a throwaway env)")
     p.add_argument("--skip-reference", action="store_true", help="time this package only")
     p.add_argument("--sizes", choices=sorted(SIZES), default="study")
-    p.add_argument("--representation", choices=["linear", "conv"], default="linear")
-    p.add_argument("--dataset", default="synthetic", help="synthetic (dSprites' factor sizes, rendered here) or a registered data set")
+    p.add_argument("--representation", choices=["linear", "conv"], default="linear",
+                   help="linear: a fixed linear code of pooled pixels; conv: the trained encoder of --run")
+    p.add_argument("--run", type=Path, help="a finished training run (`disentangled train`): its encoder's mean is the conv representation")
+    p.add_argument("--encode-batch", type=int, default=None,
+                   help="images per forward pass of the --run encoder on both sides (default: the project's Representation default)")
+    p.add_argument("--dataset", default=None,
+                   help="synthetic (dSprites' factor sizes, rendered here) or a registered data set (default: the run's, else synthetic)")
     p.add_argument("--source", default="procedural")
     p.add_argument("--metric", action="append", help="metric to run (repeatable; default: the study's nine)")
     p.add_argument("--followups", action="store_true", help="the follow-up studies' scores instead of the study's nine")
@@ -157,44 +176,50 @@ def make_dataset(name: str, source: str):
     return SyntheticSprites()
 
 
+def make_inputs(args):
+    """The data set and the representation both sides score."""
+    if args.representation == "conv":
+        if args.run is None:
+            raise SystemExit(
+                "--representation conv scores a trained encoder: give --run RUN_DIR, a finished run of for example\n"
+                "  disentangled train --out RUN_DIR data.source=procedural train.steps=1500"
+            )
+        from disentangled.train.represent import Representation, load_model
+
+        model, config = load_model(args.run)
+        name = args.dataset or config.data.name
+        source = config.data.source if args.dataset is None else args.source
+        # the encoder's mean, as `disentangled evaluate` scores a run (on the CPU)
+        return make_dataset(name, source), Representation(model, "mean", batch_size=args.encode_batch)
+    data = make_dataset(args.dataset or "synthetic", args.source)
+    return data, make_representation(args.representation, data.observation_shape[0])
+
+
 def make_representation(kind: str, channels: int):
     import numpy as np
-    import torch
 
-    if kind == "linear":
-        w = np.random.RandomState(0).normal(size=(channels * 64, 10)).astype(np.float32)
+    if kind != "linear":
+        raise ValueError(kind)
+    w = np.random.RandomState(0).normal(size=(channels * 64, 10)).astype(np.float32)
 
-        w64 = w.astype(np.float64)
-        # 8x8 average pooling as a matrix: [C*64*64, C*64] with weights 1/64
-        pool = np.zeros((channels, 64, 64, channels, 8, 8), dtype=np.float32)
-        for ch in range(channels):
-            for i in range(8):
-                for j in range(8):
-                    pool[ch, 8 * i : 8 * i + 8, 8 * j : 8 * j + 8, ch, i, j] = 1.0 / 64
-        pool = pool.reshape(channels * 4096, channels * 64)
+    w64 = w.astype(np.float64)
+    # 8x8 average pooling as a matrix: [C*64*64, C*64] with weights 1/64
+    pool = np.zeros((channels, 64, 64, channels, 8, 8), dtype=np.float32)
+    for ch in range(channels):
+        for i in range(8):
+            for j in range(8):
+                pool[ch, 8 * i : 8 * i + 8, 8 * j : 8 * j + 8, ch, i, j] = 1.0 / 64
+    pool = pool.reshape(channels * 4096, channels * 64)
 
-        def linear(observations):
-            # pooled sums of binary images are exact in float32, and the float64 product is
-            # rounded to float32: the same code whatever the batch size
-            x = np.asarray(observations, dtype=np.float32).reshape(len(observations), -1)
-            pooled = (x @ pool).astype(np.float64)
-            return np.tanh(pooled @ w64 / 2.0).astype(np.float32)
+    def linear(observations):
+        # pooled sums of binary images are exact in float32, and the float64 product is
+        # rounded to float32: the same code whatever the batch size
+        x = np.asarray(observations, dtype=np.float32).reshape(len(observations), -1)
+        pooled = (x @ pool).astype(np.float64)
+        return np.tanh(pooled @ w64 / 2.0).astype(np.float32)
 
-        linear.deterministic = True
-        return linear
-
-    from disentangled.models.architectures import ConvEncoder
-
-    torch.manual_seed(0)
-    encoder = ConvEncoder(channels, 10).eval()
-
-    def conv(observations):
-        with torch.no_grad():
-            mean, _ = encoder(torch.as_tensor(np.asarray(observations, dtype=np.float32)))
-        return mean.numpy()
-
-    conv.deterministic = True
-    return conv
+    linear.deterministic = True
+    return linear
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,8 +416,7 @@ def main(argv=None) -> None:
     settings = {n: SIZES[args.sizes].get(n, {}) for n in names}
     if "udr_spearman" in settings:
         settings["udr_spearman"] = {**settings["udr_spearman"], "correlation_matrix": "spearman"}
-    data = make_dataset(args.dataset, args.source)
-    rep = make_representation(args.representation, data.observation_shape[0])
+    data, rep = make_inputs(args)
     if args.encoding:
         return encoding_estimate(names, settings, data, rep, args)
 
@@ -436,7 +460,9 @@ def main(argv=None) -> None:
         print(f"ours {name}: {elapsed:.1f} s", file=sys.stderr, flush=True)
         if ref is not None:
             t0 = time.perf_counter()
-            values = run_reference(ref, name, settings[name], data, rep, ev.study_seed("mean", name))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # its scikit-learn deprecation and convergence warnings, by the hundred
+                values = run_reference(ref, name, settings[name], data, rep, ev.study_seed("mean", name))
             reference[name] = (time.perf_counter() - t0, values)
             print(f"reference {name}: {reference[name][0]:.1f} s", file=sys.stderr, flush=True)
 
@@ -463,7 +489,8 @@ def main(argv=None) -> None:
             row.update(reference_s=ref_s, speedup=ref_s / max(order_times[name], 1e-9), max_abs_diff=max(diffs) if diffs else float("nan"))
         rows.append(row)
 
-    print(f"\n{args.sizes} sizes, {args.dataset} data, {args.representation} representation, {args.threads} thread(s)\n")
+    print(f"\n{args.sizes} sizes, {data.name} data, {args.representation} representation"
+          + (f" ({args.run})" if args.run else "") + f", {args.threads} thread(s)\n")
     print("| metric | reference (s) | ours (s) | speed-up | max abs diff |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:

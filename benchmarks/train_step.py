@@ -1,16 +1,29 @@
 """Milliseconds per training step, ours against a minimal plain-PyTorch loop, interleaved.
 
 For each objective: the project's step (batch drawn from the data set, loss terms, backward,
-Adam) and a plain loop of the same conv network and Bernoulli + beta-KL loss written here
-from scratch (for FactorVAE with its discriminator and second Adam too), alternated round
-by round so both see the same machine load. Also the share of a step spent drawing the batch. Prints a Markdown table for docs/benchmarks.md.
+the update rule) and a plain loop of the same conv network and Bernoulli + beta-KL loss
+written here from scratch (for FactorVAE with its discriminator and second Adam too; for the
+weakly-supervised objectives, ``weak_step.py``'s plain loop of the method), alternated round
+by round so both see the same machine load. Also the share of our step spent drawing the
+batch. Prints a Markdown table for docs/benchmarks.md.
+
+Each side runs in its own process, one after the other (never at the same time), so each
+keeps its own allocator: ours with the setting the training drivers apply
+(:func:`disentangled.train.core.keep_freed_memory`), the plain loop with PyTorch's defaults,
+and, as a third column, the plain loop with our allocator setting too, which tells how much
+of the difference is that setting. Before the timed rounds each side takes
+``--warmup`` steps of the objective (the first builds the data set's renderer, oneDNN's
+kernels, numba's compiled update), so no one-off set-up enters a step's time or the draw share.
 
     .venv/bin/python benchmarks/train_step.py --rounds 5 --steps 20
+    .venv/bin/python benchmarks/train_step.py --objectives group_vae ml_vae ada_gvae ada_ml_vae
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import os
 import platform
 import statistics
 import time
@@ -21,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from disentangled import config as cfg
-from disentangled.train.core import build, make_optimizers, update
+from disentangled.train.core import build, keep_freed_memory, make_optimizers, update
 
 
 class PlainEncoder(nn.Module):
@@ -123,35 +136,108 @@ def timed(fn, n):
     return (time.perf_counter() - t0) / n * 1000
 
 
+UNSUPERVISED = ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae"]
+WEAK = ("group_vae", "ml_vae", "ada_gvae", "ada_ml_vae")
+#: (name, our allocator setting) of the three sides, in the order of the table's columns
+SIDES = (("ours", True), ("plain", False), ("plain_allocator", True))
+
+
+def side_step(side: str, objective: str, args):
+    """``(step, counter)`` of one side for ``objective``; ``counter["draw"]``: our seconds spent drawing batches."""
+    weak = objective in WEAK
+    if side == "ours":
+        if weak:
+            from weak_step import our_step_fn as weak_ours
+
+            return weak_ours(objective, args.batch_size, args.source, args.k)
+        return our_step_fn(objective, args.batch_size, args.source)
+    if weak:
+        from weak_step import plain_step_fn as weak_plain
+
+        return weak_plain(args.batch_size, "group" if objective in ("group_vae", "ada_gvae") else "ml"), {"draw": 0.0}
+    return plain_step_fn(args.batch_size, discriminator=objective == "factor_vae"), {"draw": 0.0}
+
+
+def worker(conn, side: str, allocator: bool, threads: int, args) -> None:
+    """One side in its own process: ``("setup", objective)`` builds and warms up, ``("run", n)`` times n steps."""
+    torch.set_num_threads(threads)
+    if allocator:
+        keep_freed_memory()
+    step = counter = None
+    while True:
+        command, value = conn.recv()
+        if command == "setup":
+            t0 = time.perf_counter()
+            step, counter = side_step(side, value, args)
+            for _ in range(args.warmup):
+                step()
+            conn.send(time.perf_counter() - t0)
+        elif command == "run":
+            draw0, t0 = counter["draw"], time.perf_counter()
+            for _ in range(value):
+                step()
+            conn.send((time.perf_counter() - t0, counter["draw"] - draw0))
+        else:
+            conn.send(None)
+            return
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per side and objective before the rounds")
+    ap.add_argument("--batch-size", type=int, default=64, help="images per batch (pairs for the weak objectives)")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="PyTorch threads of each side")
     ap.add_argument("--source", default="procedural", help="procedural data set source (cached if prepared)")
-    ap.add_argument("--objectives", nargs="*", default=["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae"])
+    ap.add_argument("--k", type=int, default=1, help="factors a pair changes (weak objectives)")
+    ap.add_argument("--objectives", nargs="*", default=UNSUPERVISED)
+    ap.add_argument("--no-plain-allocator", action="store_true", help="skip the plain loop under our allocator setting")
     args = ap.parse_args()
-    print(f"# train_step: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print("| objective | ours ms/step | plain ms/step | ratio | batch draw share |")
-    print("|---|---|---|---|---|")
-    plain_vae, plain_factor = plain_step_fn(args.batch_size), plain_step_fn(args.batch_size, discriminator=True)
+    sides = [s for s in SIDES if not (args.no_plain_allocator and s[0] == "plain_allocator")]
+    ctx = mp.get_context("spawn")  # fresh interpreters: the plain side keeps glibc's default allocator
+    pipes = {}
+    for side, allocator in sides:
+        ours_end, theirs = ctx.Pipe()
+        ctx.Process(target=worker, args=(theirs, side, allocator, args.threads, args), daemon=True).start()
+        pipes[side] = ours_end
+    print(f"# train_step: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
+          f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average {_load()}")
+    third = len(sides) == 3
+    print("| objective | ours ms/step | plain ms/step | ratio | " + ("plain, our allocator ms/step | ratio | " if third else "")
+          + "batch draw share |")
+    print("|---|---|---|---|" + ("---|---|" if third else "") + "---|")
     for objective in args.objectives:
-        plain = plain_factor if objective == "factor_vae" else plain_vae
-        ours, counter = our_step_fn(objective, args.batch_size, args.source)
-        ours()  # first use builds the data set's renderer: not part of a step's cost
-        ratios, o_ms, p_ms = [], [], []
-        counter["draw"], counter["step"] = 0.0, 0
-        total_steps = 0
-        for _ in range(args.rounds):
-            o = timed(ours, args.steps)
-            p = timed(plain, args.steps)
-            o_ms.append(o)
-            p_ms.append(p)
-            ratios.append(o / p)
-            total_steps += args.steps + 2
-        draw_ms = counter["draw"] / max(counter["step"], 1) * 1000
-        print(f"| {objective} | {statistics.median(o_ms):.1f} | {statistics.median(p_ms):.1f} | "
-              f"{statistics.median(ratios):.2f} | {draw_ms / statistics.median(o_ms) * 100:.1f}% |", flush=True)
+        for side in pipes:
+            pipes[side].send(("setup", objective))
+        for side in pipes:
+            pipes[side].recv()
+        ms = {side: [] for side in pipes}
+        draw = elapsed = 0.0
+        for r in range(args.rounds):
+            order = list(pipes) if r % 2 == 0 else list(pipes)[::-1]  # neither side always runs first
+            for side in order:
+                pipes[side].send(("run", args.steps))
+                seconds, drawing = pipes[side].recv()
+                ms[side].append(seconds / args.steps * 1000)
+                if side == "ours":
+                    draw, elapsed = draw + drawing, elapsed + seconds
+        ratio = {side: statistics.median(o / p for o, p in zip(ms["ours"], ms[side])) for side in pipes if side != "ours"}
+        cells = [f"{statistics.median(ms['ours']):.1f}", f"{statistics.median(ms['plain']):.1f}", f"{ratio['plain']:.2f}"]
+        if third:
+            cells += [f"{statistics.median(ms['plain_allocator']):.1f}", f"{ratio['plain_allocator']:.2f}"]
+        print(f"| {objective} | " + " | ".join(cells) + f" | {draw / elapsed * 100:.1f}% |", flush=True)
+    for side in pipes:
+        pipes[side].send(("stop", None))
+        pipes[side].recv()
+    print(f"# load average at the end {_load()}")
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def quickstart(
     executor: str = typer.Option("local", "--executor", help="inline | local | ray"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train, evaluate and report the quickstart study (about fifteen minutes on 2 cores)."""
+    """Train, evaluate and report the quickstart study (within ten minutes on 2 cores)."""
     from ..analysis.report import write_report
     from ..data import get
     from ..data.dsprites import OFFICIAL_HDF5, OFFICIAL_NPZ

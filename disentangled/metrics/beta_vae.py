@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from .base import check_positive, namespaced
-from .sampling import Encoder, resolve_cache
+from .sampling import Encoder, draw_factor_batches, resolve_cache
 from .utils import as_codes, randint
 
 
@@ -49,6 +49,22 @@ def beta_vae_score(train_features, train_labels, eval_features, eval_labels) -> 
 def beta_vae_features(data, representation, num_points: int, batch_size: int, *, rng, cache=None):
     """``(features [num_points, D], labels [num_points])`` drawn in the reference's order."""
     enc = Encoder(data, representation, cache=cache)
+    # served from the cache, nothing is rendered between the draws: draw them all at once
+    drawn = None if enc.cache is None else draw_factor_batches(data, rng, num_points, batch_size, 2)
+    if drawn is not None:
+        labels, pairs = drawn  # [P], [P, 2, B, K]
+        rows = np.arange(num_points)
+        pairs[rows, 1, :, labels] = pairs[rows, 0, :, labels]
+        enc.add(pairs.reshape(-1, pairs.shape[-1]), rng)
+    else:
+        labels = _draw_one_by_one(data, enc, num_points, batch_size, rng)
+    codes = as_codes(enc.codes(), "beta_vae")
+    codes = codes.reshape(num_points, 2, batch_size, codes.shape[1])
+    features = np.mean(np.abs(codes[:, 0] - codes[:, 1]), axis=1)
+    return features.astype(np.float64), labels
+
+
+def _draw_one_by_one(data, enc, num_points, batch_size, rng):
     labels = np.zeros(num_points, dtype=np.int64)
     for i in range(num_points):
         index = int(randint(rng, data.num_factors, None))
@@ -58,10 +74,7 @@ def beta_vae_features(data, representation, num_points: int, batch_size: int, *,
         enc.add(factors1, rng)
         enc.add(factors2, rng)
         labels[i] = index
-    codes = as_codes(enc.codes(), "beta_vae")
-    codes = codes.reshape(num_points, 2, batch_size, codes.shape[1])
-    features = np.mean(np.abs(codes[:, 0] - codes[:, 1]), axis=1)
-    return features.astype(np.float64), labels
+    return labels
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ParameterError, check, check_choice, check_int
 from .base import check_positive, namespaced
-from .predictors import BACKENDS, fit_factors
+from .predictors import BACKENDS, fit_samples
 from .sampling import resolve_cache, sample_codes
 from .utils import check_pair
 
@@ -32,6 +32,12 @@ def downstream_scores(
     codes_train, factors_train, codes_test, factors_test, *, predictor: str, backend: str = "fast", n_jobs=None, prefix="", rng=None
 ) -> dict:
     """Accuracies of per-factor classifiers trained on one sample and tested on another."""
+    sample = _checked_sample(predictor, codes_train, factors_train, codes_test, factors_test)
+    fits = fit_samples(predictor, [sample], backend=backend, n_jobs=n_jobs, rng=rng)[0]
+    return _accuracies(fits, prefix)
+
+
+def _checked_sample(predictor, codes_train, factors_train, codes_test, factors_test):
     metric = "downstream_" + ("logistic_regression" if predictor == "logistic_regression_cv" else "boosted_trees")
     codes_train, factors_train = check_pair(codes_train, factors_train, metric, min_points=1)
     codes_test, factors_test = check_pair(codes_test, factors_test, metric, min_points=1, suffix="_test")
@@ -39,7 +45,10 @@ def downstream_scores(
         raise ParameterError(
             f"{metric}: 5-fold cross-validation needs at least {MIN_TRAIN_CV} training points, got {codes_train.shape[0]}"
         )
-    fits = fit_factors(predictor, codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng)
+    return codes_train, factors_train, codes_test, factors_test
+
+
+def _accuracies(fits, prefix: str) -> dict:
     train = [f.train_accuracy for f in fits]
     test = [f.test_accuracy for f in fits]
     out = {
@@ -128,12 +137,16 @@ class DownstreamBoostedTrees:
 
 def _evaluate(metric, data, representation, rng, cache, backend) -> dict[str, float]:
     cache = resolve_cache(data, representation, cache)
-    out = {}
+    samples = []
     for size in metric.num_train:
         train = sample_codes(data, representation, size, rng=rng, batch_size=metric.batch_size, cache=cache)
         test = sample_codes(data, representation, metric.num_test, rng=rng, batch_size=metric.batch_size, cache=cache)
-        # the trees' tie-breaking uses fixed seeds: drawing them from ``rng`` here would change
-        # the samples of the next training size
-        values = downstream_scores(*train, *test, predictor=metric.predictor, backend=backend, n_jobs=metric.n_jobs, prefix=f"{size}.")
-        out.update(namespaced(metric.name, values))
+        samples.append(_checked_sample(metric.predictor, *train, *test))
+    # every size's fits in one pool (the draws above are done first, in the reference's order);
+    # the trees' tie-breaking uses fixed seeds: drawing them from ``rng`` would change the
+    # samples of the next training size
+    fits = fit_samples(metric.predictor, samples, backend=backend, n_jobs=metric.n_jobs)
+    out = {}
+    for size, size_fits in zip(metric.num_train, fits):
+        out.update(namespaced(metric.name, _accuracies(size_fits, f"{size}.")))
     return out

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import check_choice, check_float, check_int
 from .base import check_positive, namespaced
-from .sampling import Encoder, resolve_cache
+from .sampling import Encoder, draw_factor_batches, resolve_cache
 from .utils import as_codes, randint
 
 ACTIVE_DIMS = ("count", "reference")
@@ -51,13 +51,21 @@ def factor_vae_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> dict
 
 def _batches(data, representation, num_points, batch_size, rng, cache):
     enc = Encoder(data, representation, cache=cache)
-    labels = np.zeros(num_points, dtype=np.int64)
-    for i in range(num_points):
-        index = int(randint(rng, data.num_factors, None))
-        factors = data.sample_factors(batch_size, rng=rng)
-        factors[:, index] = factors[0, index]
-        enc.add(factors, rng)
-        labels[i] = index
+    # served from the cache, nothing is rendered between the draws: draw them all at once
+    drawn = None if enc.cache is None else draw_factor_batches(data, rng, num_points, batch_size, 1)
+    if drawn is not None:
+        labels, batches = drawn[0], drawn[1][:, 0]  # [P], [P, B, K]
+        rows = np.arange(num_points)
+        batches[rows, :, labels] = batches[rows, 0, labels][:, None]
+        enc.add(batches.reshape(-1, batches.shape[-1]), rng)
+    else:
+        labels = np.zeros(num_points, dtype=np.int64)
+        for i in range(num_points):
+            index = int(randint(rng, data.num_factors, None))
+            factors = data.sample_factors(batch_size, rng=rng)
+            factors[:, index] = factors[0, index]
+            enc.add(factors, rng)
+            labels[i] = index
     codes = as_codes(enc.codes(), "factor_vae")
     return codes.reshape(num_points, batch_size, codes.shape[1]), labels
 

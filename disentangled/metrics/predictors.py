@@ -86,31 +86,48 @@ def fit_factors(
     ``rng`` seeds the boosted trees' tie-breaking (one seed drawn per factor; default: fixed
     seeds), so results are deterministic given it.
     """
+    return fit_samples(predictor, [(x_train, y_train, x_test, y_test)], backend=backend, n_jobs=n_jobs, rng=rng)[0]
+
+
+def fit_samples(predictor: str, samples, *, backend: str = "fast", n_jobs: int | None = None, rng=None) -> list[list[FactorFit]]:
+    """:func:`fit_factors` for several samples ``(x_train, y_train, x_test, y_test)`` at once.
+
+    All the (sample, factor) fits share one pool of workers, the costliest first, so the
+    downstream tasks' training sizes keep every core busy (one size at a time leaves cores
+    idle behind its largest factor, and the small sizes would not be worth a pool alone).
+    Each fit is the one :func:`fit_factors` would make: the same inputs and seeds (drawn from
+    ``rng`` sample by sample, factor by factor), so the same results.
+    """
     check_choice("predictor", predictor, PREDICTORS)
     check_choice("backend", backend, BACKENDS)
-    k = y_train.shape[1]
-    if n_jobs is None:
-        classes = sum(len(np.unique(y_train[:, j])) for j in range(k))
-        n_jobs = default_jobs(x_train.shape[0] * classes)
-    n_jobs = max(1, min(int(n_jobs), k))
-    if rng is None:
-        seeds = list(range(k))
-    else:
+    if rng is not None:
         from .utils import seed_from
-
-        seeds = [seed_from(rng) for _ in range(k)]
-    tasks = [(predictor, backend, x_train, y_train[:, j], x_test, y_test[:, j], seeds[j]) for j in range(k)]
+    tasks, cost, where = [], [], []
+    for s, (x_train, y_train, x_test, y_test) in enumerate(samples):
+        k = y_train.shape[1]
+        seeds = list(range(k)) if rng is None else [seed_from(rng) for _ in range(k)]
+        for j in range(k):
+            tasks.append((predictor, backend, x_train, y_train[:, j], x_test, y_test[:, j], seeds[j]))
+            # both predictors' work grows with points x classes (one tree or one weight row per class)
+            cost.append(x_train.shape[0] * len(np.unique(y_train[:, j])))
+            where.append((s, j))
+    if n_jobs is None:
+        n_jobs = default_jobs(sum(cost))
+    n_jobs = max(1, min(int(n_jobs), len(tasks)))
     if n_jobs == 1:
-        return [_fit_one(*task) for task in tasks]
-    from joblib import Parallel, delayed
+        results = [_fit_one(*task) for task in tasks]
+    else:
+        from joblib import Parallel, delayed
 
-    # largest factors first, so the workers finish together
-    order = sorted(range(k), key=lambda j: -len(np.unique(y_train[:, j])))
-    results = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_fit_one)(*tasks[j]) for j in order)
-    out: list[FactorFit | None] = [None] * k
-    for j, res in zip(order, results):
-        out[j] = res
-    return out  # type: ignore[return-value]
+        order = sorted(range(len(tasks)), key=lambda t: -cost[t])  # largest first, so the workers finish together
+        done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_fit_one)(*tasks[t]) for t in order)
+        results = [None] * len(tasks)
+        for t, res in zip(order, done):
+            results[t] = res
+    out: list[list] = [[None] * y.shape[1] for _, y, _, _ in samples]
+    for (s, j), res in zip(where, results):
+        out[s][j] = res
+    return out
 
 
 def _fit_one(predictor, backend, x_train, y_train, x_test, y_test, seed) -> FactorFit:

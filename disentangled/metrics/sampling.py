@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numba
 import numpy as np
 
 from ..data.base import Rng, check_rng
@@ -35,6 +36,8 @@ from ..errors import ParameterError
 Representation = Callable[[np.ndarray], np.ndarray]
 
 DENSE_TABLE_LIMIT = 64_000_000  # entries (combinations x code size) of a dense code table
+DRAW_CHUNK = 2_000_000  # draws reduced per bulk step of draw_factor_batches
+WORD_SLACK = 1.02  # raw words drawn per bulk step, as a multiple of the expected need
 
 
 def is_deterministic_representation(representation) -> bool:
@@ -79,8 +82,13 @@ class EncodingCache:
         keys = np.asarray(keys, dtype=np.int64)
         if keys.size == 0:
             return np.zeros((0, 0 if self.table is None else self.table.shape[1]), dtype=np.float32)
-        uniq = np.unique(keys)
-        missing = uniq if self.filled is None else uniq[~self.filled[uniq]]
+        # the distinct missing keys, sorted (the order they are encoded in), from a mark per
+        # combination: np.unique sorts or hashes all the keys, a million and more for BetaVAE
+        wanted = np.zeros(self.space.num_combinations, dtype=bool)
+        wanted[keys] = True
+        if self.filled is not None:
+            wanted &= ~self.filled
+        missing = np.flatnonzero(wanted)
         if missing.size:
             self._encode(missing)
         return self.table[keys]
@@ -222,3 +230,102 @@ def sample_codes(
         factors.append(f)
         done += size
     return enc.codes(), np.concatenate(factors)
+
+
+# ---------------------------------------------------------------------------------------
+# many small draws at once
+
+
+def draw_factor_batches(data, rng: Rng, num_points: int, batch_size: int, batches: int):
+    """The BetaVAE and FactorVAE scores' draws, all at once: ``(index [P], factors [P, batches, batch_size, K])``.
+
+    Per point, the loop it replaces draws ``randint(rng, data.num_factors, None)`` (the fixed
+    factor) and then calls ``data.sample_factors(batch_size, rng=rng)`` ``batches`` times;
+    tens of thousands of small ``RandomState.randint`` calls cost more than the metric's
+    arithmetic. For a ``RandomState`` (the study's rng) and the base class's uniform
+    ``sample_factors``, the same numbers come from one bulk draw of the generator's raw 32-bit
+    words, reduced as ``RandomState.randint`` reduces them (:func:`_bounded_draws`); the rng
+    is left exactly where the loop would leave it. Returns None when that does not apply
+    (another rng, a data set with its own ``sample_factors``): the caller then loops.
+
+    Only for draws with nothing in between: the caller must not render (rendering may draw
+    from ``rng``), so this serves the encoding cache's path.
+    """
+    from ..data.base import GroundTruthData
+
+    if type(rng) is not np.random.RandomState or type(data).sample_factors is not GroundTruthData.sample_factors:
+        return None
+    sizes = np.asarray(data.factor_sizes, dtype=np.int64)
+    k = sizes.size
+    if k == 0 or sizes.max() > 2**31 or num_points < 1 or batch_size < 1 or batches < 1:
+        return None
+    # the bounds of one point's draws, in order: the fixed factor, then per batch one column
+    # of batch_size draws per factor
+    per_point = np.concatenate([[k], np.tile(np.repeat(sizes, batch_size), batches)])
+    # expected raw words per draw: RandomState rejects masked words above the bound
+    masks = np.array([(1 << int(h - 1).bit_length()) for h in per_point], dtype=np.float64)
+    words_per_point = float(np.sum(np.where(per_point > 1, masks / per_point, 0.0)))
+    index = np.empty(num_points, dtype=np.int64)
+    factors = np.empty((num_points, batches, k, batch_size), dtype=np.int64)
+    chunk = max(1, min(num_points, DRAW_CHUNK // per_point.size))
+    start_state = rng.get_state()
+    raw = np.zeros(0, dtype=np.uint32)
+    used = 0
+    for lo in range(0, num_points, chunk):
+        hi = min(num_points, lo + chunk)
+        bounds = np.tile(per_point, hi - lo)
+        out = np.empty(bounds.size, dtype=np.int64)
+        done = 0
+        while True:
+            need = int(words_per_point * (hi - lo) * WORD_SLACK) + 1024
+            if raw.size - used < need:
+                raw = np.concatenate([raw[used:], rng.randint(0, 2**32, size=need, dtype=np.uint32)])
+                start_state, used = _advance(start_state, used), 0
+            done, used = _bounded_draws(raw, used, bounds, done, out)
+            if done == bounds.size:
+                break
+        out = out.reshape(hi - lo, per_point.size)
+        index[lo:hi] = out[:, 0]
+        factors[lo:hi] = out[:, 1:].reshape(hi - lo, batches, k, batch_size)
+    # leave the generator after the last word used, not after the last word drawn
+    rng.set_state(start_state)
+    if used:
+        rng.randint(0, 2**32, size=used, dtype=np.uint32)
+    return index, factors.transpose(0, 1, 3, 2).copy()
+
+
+def _advance(state, words: int):
+    """The ``RandomState`` state ``words`` raw 32-bit draws after ``state``."""
+    rs = np.random.RandomState()
+    rs.set_state(state)
+    if words:
+        rs.randint(0, 2**32, size=words, dtype=np.uint32)
+    return rs.get_state()
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounded_draws(raw, used, bounds, done, out):
+    """``RandomState.randint(h)`` for each bound ``h`` in ``bounds[done:]``, from the raw words
+    ``raw[used:]``: the word masked to the bit length of ``h - 1``, rejected while above it
+    (no word for ``h == 1``). Returns ``(draws done, words used)``; stops early when the
+    words run out."""
+    for i in range(done, bounds.shape[0]):
+        r = bounds[i] - 1
+        if r == 0:
+            out[i] = 0
+            continue
+        mask = r
+        mask |= mask >> 1
+        mask |= mask >> 2
+        mask |= mask >> 4
+        mask |= mask >> 8
+        mask |= mask >> 16
+        while True:
+            if used >= raw.shape[0]:
+                return i, used
+            v = np.int64(raw[used]) & mask
+            used += 1
+            if v <= r:
+                out[i] = v
+                break
+    return bounds.shape[0], used

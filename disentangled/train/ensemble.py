@@ -60,7 +60,8 @@ import torch
 
 from ..config import RunConfig
 from ..rundir import RunDir
-from .core import Member, batch_source, build, draw, evaluate, finite_members, make_optimizers, training_device, update
+from .core import (Member, batch_source, build, draw, evaluate, finite_members, keep_freed_memory, make_optimizers,
+                   training_device, update)
 from ..errors import ParameterError
 
 #: Members stacked at once on the CPU. There each member runs its own kernels in turn, so
@@ -132,6 +133,7 @@ def train_ensemble(
         raise ParameterError("run_dirs: every member needs its own run directory; some are repeated")
     check_stackable(configs)
     device = training_device(device)
+    keep_freed_memory()  # each step reuses the last one's memory (no page faults), see core
     from .. import data as data_module
 
     first = configs[0]

@@ -158,10 +158,13 @@ def _covers(t) -> bool:
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _tf1_kernel(p, g, m, v, one_minus_beta1, one_minus_beta2, alpha, eps):  # pragma: no cover - compiled
     # float32 throughout, no fast-math: every operation rounds once, as TensorFlow's kernel
-    # does, and the square root is the correctly rounded float32 one
+    # does, and the square root is the correctly rounded float32 one. error_model="numpy":
+    # a division by zero gives IEEE's inf or nan (as TensorFlow's kernel does) instead of
+    # raising, and without that check per element the loop compiles to SIMD instructions,
+    # whose division and square root round exactly as the scalar ones (6-15x faster, measured).
     for i in range(p.shape[0]):
         gi = g[i]
         mi = m[i] + (gi - m[i]) * one_minus_beta1

@@ -153,3 +153,44 @@ def test_without_the_cache_every_request_is_encoded(isolated_data_dir):
     codes, factors = sample_codes(data, rep, 500, rng=np.random.RandomState(0), cache=False)
     assert sum(rep.seen.values()) == 500 > data.latent_space.num_combinations
     np.testing.assert_array_equal(codes, pooled_codes(data.observations_from_factors(factors, rng=np.random.RandomState(0))))
+
+
+def _draws_one_by_one(data, rng, num_points, batch_size, batches):
+    index = np.zeros(num_points, dtype=np.int64)
+    factors = np.zeros((num_points, batches, batch_size, data.num_factors), dtype=np.int64)
+    for i in range(num_points):
+        index[i] = rng.randint(data.num_factors)
+        for b in range(batches):
+            factors[i, b] = data.sample_factors(batch_size, rng=rng)
+    return index, factors
+
+
+@pytest.mark.parametrize("batches", [1, 2])
+@pytest.mark.parametrize("steps", ["one", "many", "short of words"])
+def test_bulk_draws_are_the_loops_draws_and_leave_the_rng_where_the_loop_does(batches, steps, monkeypatch):
+    from disentangled.metrics import sampling
+
+    if steps == "many":  # a few points per bulk step
+        monkeypatch.setattr(sampling, "DRAW_CHUNK", 500)
+    if steps == "short of words":  # half the words needed at first, the rest drawn again
+        monkeypatch.setattr(sampling, "WORD_SLACK", 0.5)
+    data = IdentityData(sizes=(3, 1, 40, 32, 2**20 + 3))  # a factor of one value draws nothing
+    bulk_rng, loop_rng = np.random.RandomState(5), np.random.RandomState(5)
+    index, factors = sampling.draw_factor_batches(data, bulk_rng, 37, 16, batches)
+    expected_index, expected = _draws_one_by_one(data, loop_rng, 37, 16, batches)
+    np.testing.assert_array_equal(index, expected_index)
+    np.testing.assert_array_equal(factors, expected)
+    assert bulk_rng.randint(2**31) == loop_rng.randint(2**31)  # the same words used
+
+
+def test_bulk_draws_decline_what_they_cannot_reproduce():
+    from disentangled.metrics.sampling import draw_factor_batches
+
+    data = IdentityData()
+    assert draw_factor_batches(data, np.random.default_rng(0), 10, 4, 1) is None
+
+    class OwnSampler(IdentityData):
+        def sample_factors(self, n, *, rng):
+            return super().sample_factors(n, rng=rng)[::-1].copy()
+
+    assert draw_factor_batches(OwnSampler(), np.random.RandomState(0), 10, 4, 1) is None

@@ -12,6 +12,7 @@ from torch import nn
 from disentangled.models import ARCHITECTURES, build_architecture
 from disentangled.models.architectures import (
     ConvEncoder,
+    _OneChannelDeconv,
     DeconvDecoder,
     Discriminator,
     FCDecoder,
@@ -223,6 +224,38 @@ def test_channels_last_gives_the_same_values(channels):
     mean_cl, logvar_cl = enc_cl(x)
     torch.testing.assert_close(mean_cl, mean, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(dec_cl(mean), dec(mean), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_deconv_as_product_and_overlap_add(channels):
+    # forward within float rounding of F.conv_transpose2d; the backward is PyTorch's own, so the
+    # gradients at the same inputs are exactly those of F.conv_transpose2d
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1).to(memory_format=torch.channels_last)
+    h = torch.randn(6, 32, 32, 32, generator=_gen(2)).contiguous(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn(6, channels, 64, 64, generator=_gen(3))
+    inputs = (h, layer.weight, layer.bias)
+    ref = F.conv_transpose2d(h, layer.weight, layer.bias, stride=2, padding=1)
+    out = _OneChannelDeconv.apply(*inputs)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    for got, want in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad)):
+        assert got.stride() == want.stride() and torch.equal(got, want)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace
+@pytest.mark.parametrize("channels, channels_last, fast", [(1, True, True), (1, False, False), (3, True, False)])
+def test_decoder_takes_the_product_path_for_one_channel_on_the_cpu(channels, channels_last, fast):
+    _, dec = build_architecture("conv", (channels, 64, 64), 10, channels_last=channels_last)
+    logits = dec(torch.randn(3, 10, generator=_gen(4)))
+    assert (type(logits.grad_fn).__name__ == "_OneChannelDeconvBackward") is fast
+    assert logits.shape == (3, channels, 64, 64)
+    with torch.no_grad():  # the same values without autograd (evaluation, pictures)
+        torch.testing.assert_close(dec(torch.zeros(2, 10)), dec(torch.zeros(1, 10)).expand(2, -1, -1, -1))
+    if fast:  # a traced decoder records the plain transposed convolution (a Python autograd function cannot be saved)
+        traced = torch.jit.trace(dec, torch.zeros(2, 10), check_trace=False)
+        torch.testing.assert_close(traced(torch.ones(2, 10)), dec(torch.ones(2, 10)), rtol=1e-5, atol=1e-5)
+        assert "_OneChannelDeconv" not in str(traced.graph)
 
 
 def test_fc_decoder_structure():

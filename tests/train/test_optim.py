@@ -55,6 +55,22 @@ def run(opt_cls, params, grads, **kwargs):
     return opt
 
 
+def test_tf1_adam_compiled_pass_is_exact_on_long_tensors_and_gives_nan_on_zero_divisors():
+    # the compiled pass runs in SIMD lanes plus a scalar tail: both must round as the transcription;
+    # with eps = 0 a coordinate whose gradients are all zero divides 0 by 0: NaN (as TensorFlow), no error
+    shapes = [(10_007,), (64, 33)]
+    p0, grads = initial(shapes, seed=5), gradients(shapes, 5, seed=6)
+    params = [torch.tensor(p, requires_grad=True) for p in p0]
+    run(TF1Adam, params, grads, **STUDY)
+    for i, p in enumerate(params):
+        want = tf1_reference(p0[i], [g[i] for g in grads], **STUDY)[0]
+        np.testing.assert_array_equal(p.detach().numpy(), want)
+    param = torch.ones(40, requires_grad=True)
+    param.grad = torch.zeros(40)
+    TF1Adam([param], lr=1e-3, betas=(0.9, 0.999), eps=0.0).step()
+    assert torch.isnan(param).all()
+
+
 @pytest.mark.parametrize("settings", [STUDY, OTHER], ids=["study", "other"])
 def test_tf1_adam_matches_numpy_transcription_bit_for_bit(settings):
     p0, grads = initial(SHAPES), gradients(SHAPES, 30)
