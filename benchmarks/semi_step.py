@@ -2,7 +2,7 @@
 
 For ``s2_vae`` (xent loss) and ``s2_mine_vae``: the project's step, exactly as ``disentangled
 train`` takes it (under the training drivers' allocator setting,
-:func:`disentangled.train.core.keep_freed_memory`; the training core's labelled batch source:
+:func:`disentangled.memory.keep_freed_memory`; the training core's labelled batch source:
 ``B`` unlabelled dSprites images drawn from the run's generator, rendered on the fly, and the
 step's ``B`` labelled examples read in order from the labelled set; the model's loss terms; the
 finiteness check; the update with ``train.optimizer``, and for ``s2_mine_vae`` the MINE
@@ -200,7 +200,7 @@ def check_plain_losses(objective, batch_size, source, labels, seed=0):
 
 
 #: (name, our allocator setting) of the sides, in the order of the table's columns: ours as ``disentangled
-#: train`` runs (train.core.keep_freed_memory), the plain loop on the same networks with PyTorch's defaults
+#: train`` runs (disentangled.memory.keep_freed_memory), the plain loop on the same networks with PyTorch's defaults
 #: and with our allocator setting, and on the plain networks; ``ours_fixed`` with ``--fixed-batch``.
 SIDES = (("ours", True), ("same", False), ("same_allocator", True), ("plain", False))
 COLUMNS = {"ours_fixed": "ours, fixed batch", "same": "plain, same nets", "same_allocator": "plain, same nets, our allocator",

@@ -9,14 +9,19 @@ batch. Prints a Markdown table for docs/benchmarks.md.
 
 Each side runs in its own process, one after the other (never at the same time), so each
 keeps its own allocator: ours with the setting the training drivers apply
-(:func:`disentangled.train.core.keep_freed_memory`), the plain loop with PyTorch's defaults,
+(:func:`disentangled.memory.keep_freed_memory`), the plain loop with PyTorch's defaults,
 and, as a third column, the plain loop with our allocator setting too, which tells how much
 of the difference is that setting. Before the timed rounds each side takes
 ``--warmup`` steps of the objective (the first builds the data set's renderer, oneDNN's
 kernels, numba's compiled update), so no one-off set-up enters a step's time or the draw share.
 
+``--before DIR`` adds a side: our step as the project in ``DIR`` (another commit, e.g. from
+``git archive``) computes it, in its own process with that code's own allocator setting, so
+a change is measured before and after in one run, interleaved like the rest.
+
     .venv/bin/python benchmarks/train_step.py --rounds 5 --steps 20
     .venv/bin/python benchmarks/train_step.py --objectives group_vae ml_vae ada_gvae ada_ml_vae
+    git archive HEAD~1 | tar -x -C /tmp/before && .venv/bin/python benchmarks/train_step.py --before /tmp/before
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import multiprocessing as mp
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -33,8 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from disentangled import config as cfg
-from disentangled.train.core import build, keep_freed_memory, make_optimizers, update
+# the project is imported inside the functions, so that a worker process can import another checkout (--before)
 
 
 class PlainEncoder(nn.Module):
@@ -108,6 +113,9 @@ def plain_step_fn(batch_size, discriminator=False, device="cpu"):
 
 
 def our_step_fn(objective, batch_size, source, channels_last=True):
+    from disentangled import config as cfg
+    from disentangled.train.core import build, make_optimizers, update
+
     c = cfg.load(None, [f"objective.name={objective}", f"train.batch_size={batch_size}",
                         "data.name=dsprites_full", f"data.source={source}", f"model.channels_last={channels_last}"])
     data, model = build(c)
@@ -138,14 +146,14 @@ def timed(fn, n):
 
 UNSUPERVISED = ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae"]
 WEAK = ("group_vae", "ml_vae", "ada_gvae", "ada_ml_vae")
-#: (name, our allocator setting) of the three sides, in the order of the table's columns
-SIDES = (("ours", True), ("plain", False), ("plain_allocator", True))
+#: (name, our allocator setting) of the sides, in the order of the table's columns
+SIDES = (("ours", True), ("plain", False), ("plain_allocator", True), ("before", True))
 
 
 def side_step(side: str, objective: str, args):
     """``(step, counter)`` of one side for ``objective``; ``counter["draw"]``: our seconds spent drawing batches."""
     weak = objective in WEAK
-    if side == "ours":
+    if side in ("ours", "before"):
         if weak:
             from weak_step import our_step_fn as weak_ours
 
@@ -161,8 +169,15 @@ def side_step(side: str, objective: str, args):
 def worker(conn, side: str, allocator: bool, threads: int, args) -> None:
     """One side in its own process: ``("setup", objective)`` builds and warms up, ``("run", n)`` times n steps."""
     torch.set_num_threads(threads)
+    if side == "before":
+        sys.path.insert(0, os.path.abspath(args.before))  # before anything imports the project
     if allocator:
-        keep_freed_memory()
+        try:
+            from disentangled.memory import keep_freed_memory
+        except ImportError:  # code from before the allocator setting: PyTorch's defaults, as it trained
+            keep_freed_memory = None
+        if keep_freed_memory is not None:
+            keep_freed_memory()
     step = counter = None
     while True:
         command, value = conn.recv()
@@ -193,8 +208,12 @@ def main():
     ap.add_argument("--k", type=int, default=1, help="factors a pair changes (weak objectives)")
     ap.add_argument("--objectives", nargs="*", default=UNSUPERVISED)
     ap.add_argument("--no-plain-allocator", action="store_true", help="skip the plain loop under our allocator setting")
+    ap.add_argument("--before", metavar="DIR", help="also time our step as the project in DIR computes it")
     args = ap.parse_args()
-    sides = [s for s in SIDES if not (args.no_plain_allocator and s[0] == "plain_allocator")]
+    skip = {"plain_allocator"} if args.no_plain_allocator else set()
+    if args.before is None:
+        skip.add("before")
+    sides = [s for s in SIDES if s[0] not in skip]
     ctx = mp.get_context("spawn")  # fresh interpreters: the plain side keeps glibc's default allocator
     pipes = {}
     for side, allocator in sides:
@@ -203,10 +222,11 @@ def main():
         pipes[side] = ours_end
     print(f"# train_step: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average {_load()}")
-    third = len(sides) == 3
-    print("| objective | ours ms/step | plain ms/step | ratio | " + ("plain, our allocator ms/step | ratio | " if third else "")
+    extra = {"plain_allocator": "plain, our allocator ms/step | ours / it", "before": "before ms/step | before / plain"}
+    extra = {side: head for side, head in extra.items() if side in pipes}
+    print("| objective | ours ms/step | plain ms/step | ours / plain | " + "".join(f"{h} | " for h in extra.values())
           + "batch draw share |")
-    print("|---|---|---|---|" + ("---|---|" if third else "") + "---|")
+    print("|---|---|---|---|" + "---|---|" * len(extra) + "---|")
     for objective in args.objectives:
         for side in pipes:
             pipes[side].send(("setup", objective))
@@ -222,10 +242,14 @@ def main():
                 ms[side].append(seconds / args.steps * 1000)
                 if side == "ours":
                     draw, elapsed = draw + drawing, elapsed + seconds
-        ratio = {side: statistics.median(o / p for o, p in zip(ms["ours"], ms[side])) for side in pipes if side != "ours"}
-        cells = [f"{statistics.median(ms['ours']):.1f}", f"{statistics.median(ms['plain']):.1f}", f"{ratio['plain']:.2f}"]
-        if third:
-            cells += [f"{statistics.median(ms['plain_allocator']):.1f}", f"{ratio['plain_allocator']:.2f}"]
+        def ratio(a, b):  # the median of the per-round ratios (each round's sides ran back to back)
+            return statistics.median(x / y for x, y in zip(ms[a], ms[b]))
+
+        cells = [f"{statistics.median(ms['ours']):.1f}", f"{statistics.median(ms['plain']):.1f}", f"{ratio('ours', 'plain'):.2f}"]
+        if "plain_allocator" in extra:
+            cells += [f"{statistics.median(ms['plain_allocator']):.1f}", f"{ratio('ours', 'plain_allocator'):.2f}"]
+        if "before" in extra:
+            cells += [f"{statistics.median(ms['before']):.1f}", f"{ratio('before', 'plain'):.2f}"]
         print(f"| {objective} | " + " | ".join(cells) + f" | {draw / elapsed * 100:.1f}% |", flush=True)
     for side in pipes:
         pipes[side].send(("stop", None))

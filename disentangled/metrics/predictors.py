@@ -14,11 +14,9 @@ and its accuracies are computed as usual.
 
 Allocator: the cross-validated logistic regression allocates and frees arrays of a few
 MB thousands of times; glibc's malloc serves each from a fresh ``mmap`` and returns it at
-once, so most of the fit is spent in page faults. A process that fits it first raises
-glibc's ``M_MMAP_THRESHOLD`` to 32 MiB and ``M_TRIM_THRESHOLD`` to 128 MiB
-(:func:`keep_freed_memory`), which halves the fit's time and changes no number; the
-process may then hold on to up to 128 MiB of freed memory. Elsewhere than glibc, or with
-``DISENTANGLED_DEFAULT_MALLOC=1`` in the environment, nothing is changed.
+once, so most of the fit is spent in page faults. A process that fits it first keeps freed
+memory for reuse (:func:`disentangled.memory.keep_freed_memory`), which halves the fit's
+time and changes no number.
 """
 
 from __future__ import annotations
@@ -30,31 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import check_choice
+from ..memory import keep_freed_memory
 
 PREDICTORS = ("gradient_boosting", "logistic_regression_cv")
 BACKENDS = ("fast", "sklearn")
-
-
-_ALLOCATOR_TUNED: bool | None = None  # None: not tried yet in this process
-
-
-def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds in this process (once); True if applied."""
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED is not None:
-        return _ALLOCATOR_TUNED
-    if os.environ.get("DISENTANGLED_DEFAULT_MALLOC") == "1":
-        return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt  # glibc only; AttributeError elsewhere
-    except (OSError, AttributeError):
-        _ALLOCATOR_TUNED = False
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    _ALLOCATOR_TUNED = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
-    return _ALLOCATOR_TUNED
 
 
 @dataclass(frozen=True)

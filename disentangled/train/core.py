@@ -14,8 +14,8 @@ how many models take each step together. Everything else is here:
   clock, the weights and optimiser states it resumes from, and the bookkeeping of a step
   (:meth:`Member.log`, :meth:`Member.checkpoint`, :meth:`Member.fail`, :meth:`Member.finish`);
 * :func:`evaluate`: the study's post-training evaluation on fresh batches;
-* :func:`keep_freed_memory`: the allocator setting both drivers train under (no page
-  faults in the steady state on glibc).
+* and :func:`disentangled.memory.keep_freed_memory`, the allocator setting both drivers
+  train under (no page faults in the steady state on glibc), is called by each.
 
 Seeds: ``numpy.random.SeedSequence(config.seed)`` spawns four streams: weight
 initialisation, the training batches, the model's own sampling (reparameterisation,
@@ -28,7 +28,6 @@ checkpointed, so a resumed run ends with exactly the weights of an uninterrupted
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -50,44 +49,6 @@ class TrainingDiverged(DisentangledError, RuntimeError):
     """The loss became NaN or infinite; the run is marked failed, the last checkpoint kept."""
 
     exit_code = 1  # the command was right; the run failed
-
-
-#: glibc's allocator settings while training (bytes): blocks up to ``MMAP_THRESHOLD`` come from the
-#: heap rather than a fresh ``mmap``, and up to ``TRIM_THRESHOLD`` of freed heap is kept for the next step.
-MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 1 << 30
-_ALLOCATOR_TUNED: bool | None = None  # None: not tried yet in this process
-
-
-def keep_freed_memory() -> bool:
-    """Let this process reuse the memory a training step frees instead of returning it to the system; True if applied.
-
-    A step allocates and frees the same few dozen MiB of activations and gradients every
-    time. glibc serves blocks over its (dynamic) mmap threshold with fresh pages and trims
-    the top of the heap once more than its trim threshold is free, so on the CPU each step
-    page-faulted about 8,700 new pages (34 MiB) back in, which made a step about a quarter
-    slower (``docs/benchmarks.md``). With the thresholds raised, the steady state
-    makes no page fault at all; the numbers computed are the same, only where memory comes
-    from changes. The process keeps its peak heap between steps (it reaches it every step
-    anyway). glibc only (elsewhere, or with ``DISENTANGLED_DEFAULT_MALLOC=1``, nothing is
-    changed); the metrics' fits do the same for their own reasons
-    (:func:`disentangled.metrics.predictors.keep_freed_memory`).
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED is not None:
-        return _ALLOCATOR_TUNED
-    if os.environ.get("DISENTANGLED_DEFAULT_MALLOC") == "1":
-        return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt  # glibc only; AttributeError elsewhere
-    except (OSError, AttributeError):
-        _ALLOCATOR_TUNED = False
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h (setting either ends glibc's own adjusting of both)
-    _ALLOCATOR_TUNED = bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, TRIM_THRESHOLD))
-    return _ALLOCATOR_TUNED
 
 
 def seeds(config: RunConfig) -> dict[str, int]:

@@ -59,8 +59,9 @@ from typing import Sequence
 import torch
 
 from ..config import RunConfig
+from ..memory import keep_freed_memory
 from ..rundir import RunDir
-from .core import (Member, batch_source, build, draw, evaluate, finite_members, keep_freed_memory, make_optimizers,
+from .core import (Member, batch_source, build, draw, evaluate, finite_members, make_optimizers,
                    training_device, update)
 from ..errors import ParameterError
 
@@ -133,7 +134,7 @@ def train_ensemble(
         raise ParameterError("run_dirs: every member needs its own run directory; some are repeated")
     check_stackable(configs)
     device = training_device(device)
-    keep_freed_memory()  # each step reuses the last one's memory (no page faults), see core
+    keep_freed_memory()  # each step reuses the last one's memory (no page faults), see disentangled.memory
     from .. import data as data_module
 
     first = configs[0]

@@ -15,9 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import RunConfig
+from ..memory import keep_freed_memory
 from ..rundir import RunConfigMismatch, RunDir
-from .core import (Member, TrainingDiverged, batch_source, build, draw, evaluate, finite_members, keep_freed_memory,
-                   make_optimizers, member_batch, seeds, training_device, update)
+from .core import (Member, TrainingDiverged, batch_source, build, draw, evaluate, finite_members, make_optimizers,
+                   member_batch, seeds, training_device, update)
 
 __all__ = ["RunConfigMismatch", "TrainingDiverged", "build", "make_optimizers", "seeds", "train", "update"]
 
@@ -38,7 +39,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     if run.claim(config, resume=resume or restart):
         return run.results()
     run.clear_failed()
-    keep_freed_memory()  # each step reuses the last one's memory (no page faults), see core
+    keep_freed_memory()  # each step reuses the last one's memory (no page faults), see disentangled.memory
     data, model = build(config, data)
     model.to(device)
     optimizers = make_optimizers(config, model)

@@ -90,12 +90,12 @@ def test_allocator_tuning_is_applied_once_and_can_be_refused(monkeypatch):
     variable turns it off, and a second call does nothing."""
     import platform
 
-    from disentangled.metrics import predictors
+    from disentangled import memory
 
-    monkeypatch.setattr(predictors, "_ALLOCATOR_TUNED", None)
+    monkeypatch.setattr(memory, "_TUNED", None)
     monkeypatch.setenv("DISENTANGLED_DEFAULT_MALLOC", "1")
-    assert predictors.keep_freed_memory() is False
+    assert memory.keep_freed_memory() is False
     monkeypatch.delenv("DISENTANGLED_DEFAULT_MALLOC")
-    first = predictors.keep_freed_memory()
+    first = memory.keep_freed_memory()
     assert first is (platform.libc_ver()[0] == "glibc")
-    assert predictors.keep_freed_memory() is first
+    assert memory.keep_freed_memory() is first

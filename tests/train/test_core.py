@@ -12,6 +12,7 @@ from disentangled import config as cfg
 from disentangled.cli import main
 from disentangled.rundir import RunDir
 from disentangled.train import train, train_ensemble
+from disentangled import memory
 from disentangled.train import core
 
 
@@ -176,18 +177,17 @@ def _faults() -> int:
 def test_training_steps_reuse_their_memory(tmp_path, monkeypatch):
     # both drivers set the allocator up before the first step ...
     calls = []
-    monkeypatch.setattr(core, "keep_freed_memory", lambda: calls.append(1) or True)
     from disentangled.train import ensemble, loop
 
-    monkeypatch.setattr(loop, "keep_freed_memory", core.keep_freed_memory)
-    monkeypatch.setattr(ensemble, "keep_freed_memory", core.keep_freed_memory)
+    monkeypatch.setattr(loop, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(ensemble, "keep_freed_memory", lambda: calls.append(1) or True)
     train(tiny(), tmp_path / "solo", progress=False)
     train_ensemble([tiny(), tiny("seed=1")], [tmp_path / "a", tmp_path / "b"], progress=False)
     assert len(calls) == 2
     monkeypatch.undo()
     # ... after which a step of the study's conv VAE at batch 64 page-faults nothing in: without it, glibc
     # hands its 8 MiB activations back to the system at every step and about 8,700 pages come back
-    assert core.keep_freed_memory() is True
+    assert memory.keep_freed_memory() is True
     config = cfg.load(None, ["data.name=dummy_data", "train.batch_size=64"])
     data, model = core.build(config)
     optimizers = core.make_optimizers(config, model)
@@ -201,6 +201,6 @@ def test_training_steps_reuse_their_memory(tmp_path, monkeypatch):
 
 
 def test_allocator_setting_can_be_switched_off(monkeypatch):
-    monkeypatch.setattr(core, "_ALLOCATOR_TUNED", None)
+    monkeypatch.setattr(memory, "_TUNED", None)
     monkeypatch.setenv("DISENTANGLED_DEFAULT_MALLOC", "1")
-    assert core.keep_freed_memory() is False
+    assert memory.keep_freed_memory() is False
