@@ -228,10 +228,10 @@ def main():
           + "batch draw share |")
     print("|---|---|---|---|" + "---|---|" * len(extra) + "---|")
     for objective in args.objectives:
-        for side in pipes:
-            pipes[side].send(("setup", objective))
-        for side in pipes:
-            pipes[side].recv()
+        for pipe in pipes.values():
+            pipe.send(("setup", objective))
+        for pipe in pipes.values():
+            pipe.recv()
         ms = {side: [] for side in pipes}
         draw = elapsed = 0.0
         for r in range(args.rounds):
@@ -242,7 +242,7 @@ def main():
                 ms[side].append(seconds / args.steps * 1000)
                 if side == "ours":
                     draw, elapsed = draw + drawing, elapsed + seconds
-        def ratio(a, b):  # the median of the per-round ratios (each round's sides ran back to back)
+        def ratio(a, b, ms=ms):  # the median of the per-round ratios (each round's sides ran back to back)
             return statistics.median(x / y for x, y in zip(ms[a], ms[b]))
 
         cells = [f"{statistics.median(ms['ours']):.1f}", f"{statistics.median(ms['plain']):.1f}", f"{ratio('ours', 'plain'):.2f}"]
@@ -251,9 +251,9 @@ def main():
         if "before" in extra:
             cells += [f"{statistics.median(ms['before']):.1f}", f"{ratio('before', 'plain'):.2f}"]
         print(f"| {objective} | " + " | ".join(cells) + f" | {draw / elapsed * 100:.1f}% |", flush=True)
-    for side in pipes:
-        pipes[side].send(("stop", None))
-        pipes[side].recv()
+    for pipe in pipes.values():
+        pipe.send(("stop", None))
+        pipe.recv()
     print(f"# load average at the end {_load()}")
 
 

@@ -12,11 +12,11 @@ from torch import nn
 from disentangled.models import ARCHITECTURES, build_architecture
 from disentangled.models.architectures import (
     ConvEncoder,
-    _OneChannelDeconv,
     DeconvDecoder,
     Discriminator,
     FCDecoder,
     FCEncoder,
+    _OneChannelDeconv,
     architecture_options,
     initialize,
 )

@@ -9,11 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from disentangled import config as cfg
+from disentangled import memory
 from disentangled.cli import main
 from disentangled.rundir import RunDir
-from disentangled.train import train, train_ensemble
-from disentangled import memory
-from disentangled.train import core
+from disentangled.train import core, train, train_ensemble
 
 
 def tiny(*extra):
@@ -189,7 +188,7 @@ def test_training_steps_reuse_their_memory(tmp_path, monkeypatch):
     # hands its 8 MiB activations back to the system at every step and about 8,700 pages come back
     assert memory.keep_freed_memory() is True
     config = cfg.load(None, ["data.name=dummy_data", "train.batch_size=64"])
-    data, model = core.build(config)
+    _, model = core.build(config)
     optimizers = core.make_optimizers(config, model)
     x, generator = torch.rand(64, 1, 64, 64), torch.Generator().manual_seed(0)
     for _ in range(3):
