@@ -24,7 +24,8 @@ is enough to have informative codes, for example (about 3 minutes on 2 cores)::
     python benchmarks/metrics.py --reference PATH --representation conv --run /tmp/convrun
 
 ``--encode-batch`` sets the encoder's images per forward pass on both sides (the reference
-calls it with 16 or 64 images at a time, so only our side, which hands it 256, sees it).
+calls it with 16 or 64 images at a time, so only our side, which hands it
+``train.represent.CPU_BATCH`` images at a time by default, sees it).
 
 Our suite runs as ``disentangled evaluate`` runs it: one encoding cache shared by all the
 metrics, per-factor classifiers in parallel. Thread pools are limited to one thread on both

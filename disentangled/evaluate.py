@@ -469,7 +469,7 @@ def evaluate_run(
     from . import __version__, data as data_module
     from .metrics.sampling import resolve_cache
     from .rundir import RunDir
-    from .train.represent import Representation, load_model, resolve_device
+    from .train.represent import GaussianEncoder, Representation, load_model, resolve_device
 
     if protocol is None:
         protocol = EvaluationProtocol(seeds="per_model" if seed_per_model else "study", seed_table=seed_table)
@@ -504,12 +504,14 @@ def evaluate_run(
         rep_seeds, seeds = protocol.seeds_for(keys, model_seed=model_seed, random_seed=random_seed)
         data = data_module.get(config.data.name, **config.data.options())
         run_id = getattr(config, "run_id", None)
+        gaussian = GaussianEncoder(model, device=device)
+        shared = None  # each distinct observation encoded once, for every metric and both representations
         for rep in representations:
             todo_here = [k for k in todo if k.representation == rep]
             if not todo_here:
                 continue
-            encoder = Representation(model, rep, seed=rep_seeds[rep], device=device)
-            shared = resolve_cache(data, encoder, None)  # each distinct observation encoded once for all of them
+            encoder = Representation(model, rep, seed=rep_seeds[rep], encoder=gaussian)
+            shared = resolve_cache(data, encoder, shared)
             for key in todo_here:
                 record = evaluate_representation(
                     data, encoder, metrics=[key.metric], seeds={key.metric: seeds[key]}, representation_kind=rep,
@@ -547,8 +549,10 @@ class TorchScriptRepresentation:
 
     deterministic = True
 
-    def __init__(self, path: str | Path, *, batch_size: int = 256, deterministic: bool = True):
+    def __init__(self, path: str | Path, *, batch_size: int | None = None, deterministic: bool = True):
         import torch
+
+        from .train.represent import CPU_BATCH
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -562,7 +566,7 @@ class TorchScriptRepresentation:
                 raise ParameterError(f"{self.path}: not a TorchScript file ({first}); export the encoder with "
                                      "torch.jit.save(torch.jit.script(encoder), path)") from err
         self.module.eval()
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size or CPU_BATCH)  # it runs on the CPU
         self.deterministic = bool(deterministic)
 
     def __call__(self, observations: np.ndarray) -> np.ndarray:

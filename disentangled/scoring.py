@@ -40,7 +40,7 @@ class EncoderFunction:
                  gaussian: bool = False):
         import torch
 
-        from .train.represent import resolve_device
+        from .train.represent import default_batch_size, resolve_device
 
         self.deterministic = bool(deterministic)
         self.gaussian = gaussian
@@ -49,7 +49,7 @@ class EncoderFunction:
         if not self.is_module and not callable(encoder):
             raise ParameterError(f"encoder must be a torch.nn.Module or a function from images to codes, got {type(encoder).__name__}")
         self.encoder = encoder.to(self.device).eval() if self.is_module else encoder
-        self.batch_size = batch_size or (256 if self.device.type == "cpu" else 4096)
+        self.batch_size = batch_size or default_batch_size(self.device)
 
     def _forward(self, x):
         encode = getattr(self.encoder, "encode", None)

@@ -32,31 +32,6 @@ from .rundir import RunDir, StudyDir
 SEED = 0  # evaluation.random_seed of the reference's udr.gin
 
 
-class GaussianEncoder:
-    """``obs [N, C, H, W] -> (mean, logvar)`` as numpy arrays, encoded in batches without gradients."""
-
-    deterministic = True
-
-    def __init__(self, model, *, device=None, batch_size: int | None = None):
-        from .train.represent import resolve_device
-
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.batch_size = batch_size or (256 if self.device.type == "cpu" else 4096)
-
-    def __call__(self, observations: np.ndarray):
-        import torch
-
-        x = torch.as_tensor(np.asarray(observations, dtype=np.float32))
-        means, logvars = [], []
-        with torch.no_grad():
-            for start in range(0, x.shape[0], self.batch_size):
-                mean, logvar = self.model.encode(x[start : start + self.batch_size].to(self.device))
-                means.append(mean.float().cpu())
-                logvars.append(logvar.float().cpu())
-        return torch.cat(means).numpy(), torch.cat(logvars).numpy()
-
-
 def _check_runs(runs: Sequence[RunDir]):
     """The runs' configurations, or an error naming the runs that cannot be compared."""
     if len(runs) < 2:
@@ -91,7 +66,7 @@ def udr_of_runs(run_dirs: Iterable, *, settings: dict | None = None, seed: int =
     """
     from . import data as data_module
     from .metrics import UDR
-    from .train.represent import load_model
+    from .train.represent import GaussianEncoder, load_model
 
     runs = [RunDir(r) for r in run_dirs]
     configs, first = _check_runs(runs)

@@ -20,11 +20,16 @@ Encoding is where the time goes (the BetaVAE score alone looks at 1.92 million i
   in large batches.
 
 An :class:`EncodingCache` can be shared by all the metrics of one representation, so a
-whole evaluation encodes each combination at most once.
+whole evaluation encodes each combination at most once. A :class:`TwoStageRepresentation`
+(a trained model's ``mean`` and ``sampled`` representations) is a deterministic encoding
+followed by a per-row finish; the cache stores the encoding, so the sampled representation
+is served from it as well (each request still gets its own noise), and the two
+representations of one model share one cache.
 """
 
 from __future__ import annotations
 
+import abc
 from typing import Callable
 
 import numba
@@ -38,6 +43,29 @@ Representation = Callable[[np.ndarray], np.ndarray]
 DENSE_TABLE_LIMIT = 64_000_000  # entries (combinations x code size) of a dense code table
 DRAW_CHUNK = 2_000_000  # draws reduced per bulk step of draw_factor_batches
 WORD_SLACK = 1.02  # raw words drawn per bulk step, as a multiple of the expected need
+
+
+class TwoStageRepresentation(abc.ABC):
+    """A representation in two stages: ``encoding`` (deterministic: an image always gets the
+    same row of features), then ``finish`` (features -> codes, row by row, in request order;
+    it may draw noise, one draw per row it is given).
+
+    Two representations with the same ``encoding`` object can share one encoding cache.
+    """
+
+    encoding: Callable[[np.ndarray], np.ndarray]
+
+    @abc.abstractmethod
+    def finish(self, features: np.ndarray) -> np.ndarray:
+        """Codes ``[N, D]`` of features ``[N, F]`` (``encoding``'s output)."""
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        return self.finish(to_numpy_codes(self.encoding(observations)))
+
+
+def encoding_of(representation) -> Callable[[np.ndarray], np.ndarray]:
+    """What an encoding cache stores for ``representation``: its deterministic stage."""
+    return representation.encoding if isinstance(representation, TwoStageRepresentation) else representation
 
 
 def is_deterministic_representation(representation) -> bool:
@@ -66,11 +94,15 @@ def to_numpy_codes(codes) -> np.ndarray:
 
 
 class EncodingCache:
-    """Codes of distinct factor combinations of one data set under one representation."""
+    """Codes of distinct factor combinations of one data set under one representation.
+
+    For a :class:`TwoStageRepresentation` the table holds its ``encoding`` (the features
+    before ``finish``), and serves every representation with that encoding.
+    """
 
     def __init__(self, data, representation: Representation, *, batch_size: int = 256):
         self.data = data
-        self.representation = representation
+        self.encoding = encoding_of(representation)
         self.batch_size = int(batch_size)
         self.space = data.latent_space
         self.table: np.ndarray | None = None
@@ -98,7 +130,7 @@ class EncodingCache:
         for lo in range(0, keys.size, self.batch_size):
             chunk = keys[lo : lo + self.batch_size]
             obs = self.data.observations_from_factors(self.space.factors(chunk), rng=throwaway)
-            codes = to_numpy_codes(self.representation(obs))
+            codes = to_numpy_codes(self.encoding(obs))
             if codes.shape[0] != chunk.size:
                 raise ValueError(
                     f"the representation returned {codes.shape[0]} codes for {chunk.size} observations"
@@ -119,12 +151,13 @@ def resolve_cache(data, representation, cache: "EncodingCache | bool | None" = N
     """The cache a metric should use: the given one, a new one, or False (no caching).
 
     ``None`` means: cache when the data set declares ``observations_deterministic`` and the
-    representation is deterministic.
+    representation is deterministic or a :class:`TwoStageRepresentation`.
     """
     if isinstance(cache, EncodingCache):
         return cache
     if cache is None:
-        cache = data.observations_deterministic and is_deterministic_representation(representation)
+        cache = data.observations_deterministic and (
+            isinstance(representation, TwoStageRepresentation) or is_deterministic_representation(representation))
     if not cache:
         return False
     if data.latent_space.num_combinations > DENSE_TABLE_LIMIT:
@@ -152,10 +185,12 @@ class Encoder:
         self.batch_size = int(batch_size)
         cache = resolve_cache(data, representation, cache)
         if isinstance(cache, EncodingCache):
-            if cache.data is not data or cache.representation is not representation:
+            if cache.data is not data or cache.encoding is not encoding_of(representation):
                 raise ValueError("an EncodingCache serves one data set and one representation")
         self.cache = cache if isinstance(cache, EncodingCache) else None
-        self._keys: list[np.ndarray] = []  # factor batches, when served from the cache
+        two_stage = isinstance(representation, TwoStageRepresentation)
+        self._finish = representation.finish if two_stage else None  # applied to what the cache serves
+        self._keys: list[np.ndarray] = []  # factor batches not yet served from the cache
         self._pending: list[np.ndarray] = []
         self._pending_count = 0
         self._done: list[np.ndarray] = []
@@ -188,12 +223,13 @@ class Encoder:
 
     def codes(self) -> np.ndarray:
         """Codes ``[num_requested, D]`` of every observation added, in order."""
-        if self.cache is not None:
-            if not self._keys:
-                return self.cache.lookup(np.zeros(0, np.int64))
+        if self.cache is not None and self._keys:
+            # served once per request and kept, so a random finish draws once per row however
+            # often codes() is called
             factors = np.concatenate(self._keys) if len(self._keys) > 1 else self._keys[0]
-            self._keys = [factors]
-            return self.cache.lookup(self.data.latent_space.index(factors))
+            self._keys = []
+            served = self.cache.lookup(self.data.latent_space.index(factors))
+            self._done.append(served if self._finish is None else to_numpy_codes(self._finish(served)))
         self._flush()
         if not self._done:
             return np.zeros((0, 0), dtype=np.float32)

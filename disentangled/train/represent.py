@@ -15,6 +15,7 @@ import torch
 
 from ..data.paths import DataFileError
 from ..errors import ParameterError
+from ..metrics.sampling import TwoStageRepresentation
 from .checkpoint import load_weights
 
 KINDS = ("mean", "sampled")
@@ -67,35 +68,102 @@ def present_devices() -> str:
     return ", ".join(found)
 
 
-class Representation:
-    """Callable ``obs [N, C, H, W] -> codes [N, D]``, encoding in batches without gradients.
+# Images per forward pass. On the CPU the encoder's throughput falls by half past about
+# 128 images (its activations leave the cache; docs/benchmarks.md), and its codes do not
+# depend on the batch; on a GPU large batches pay.
+CPU_BATCH = 32
+GPU_BATCH = 4096
+# The dense layer's matrix product takes other kernels for a few rows, which round
+# differently (with the study's conv encoder on a 2-core CPU: batches of 1-3 images on one
+# thread, 1-11 but 4 and 8 on two); from 12 images on an image's code was the same in every
+# batch measured, up to 600. A last batch smaller than this is padded with copies of its last image.
+MIN_BATCH = 16
+NOISE_BLOCK = 4096  # rows of noise the sampled representation draws at a time
 
-    ``device``: where the encoder runs (default: the CPU). On a GPU the codes agree with
-    the CPU's to float32 rounding; the sampled representation's noise is drawn on the CPU
-    from the same seeded generator either way, so both devices draw the same noise.
-    """
 
-    def __init__(self, model, kind: str = "mean", *, seed: int = 0, batch_size: int | None = None, device=None):
-        if kind not in KINDS:
-            raise ParameterError(f"representation must be one of {list(KINDS)}, got {kind!r}")
+def default_batch_size(device: torch.device) -> int:
+    return CPU_BATCH if device.type == "cpu" else GPU_BATCH
+
+
+class GaussianEncoder:
+    """``obs [N, C, H, W] -> (mean [N, D], logvar [N, D])`` as numpy float32, in batches, no gradients."""
+
+    deterministic = True
+
+    def __init__(self, model, *, device=None, batch_size: int | None = None):
         self.device = resolve_device(device)
-        self.model, self.kind = model.to(self.device), kind
-        self.batch_size = batch_size or (256 if self.device.type == "cpu" else 4096)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size or default_batch_size(self.device)
+        # one object, so representations built on this encoder share an encoding cache
+        self.features = self._features
 
     @torch.no_grad()
-    def __call__(self, observations: np.ndarray) -> np.ndarray:
+    def __call__(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = torch.as_tensor(np.asarray(observations, dtype=np.float32))
-        out = []
+        means, logvars = [], []
         for start in range(0, x.shape[0], self.batch_size):
-            mean, logvar = self.model.encode(x[start : start + self.batch_size].to(self.device))
-            if self.kind == "sampled":
-                eps = torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype).to(self.device)
-                mean = mean + torch.exp(logvar / 2) * eps
-            out.append(mean.cpu())
-        if not out:
-            return np.zeros((0, self.model.encoder.num_latent if hasattr(self.model.encoder, "num_latent") else 0), np.float32)
-        return torch.cat(out).numpy()
+            chunk = x[start : start + self.batch_size]
+            rows = chunk.shape[0]
+            if rows < MIN_BATCH:
+                chunk = torch.cat([chunk, chunk[-1:].expand(MIN_BATCH - rows, *chunk.shape[1:])])
+            mean, logvar = self.model.encode(chunk.to(self.device))
+            means.append(mean[:rows].float().cpu())
+            logvars.append(logvar[:rows].float().cpu())
+        if not means:
+            empty = np.zeros((0, self.model.encoder.num_latent), np.float32)
+            return empty, empty.copy()
+        return torch.cat(means).numpy(), torch.cat(logvars).numpy()
+
+    def _features(self, observations: np.ndarray) -> np.ndarray:
+        """``[N, 2D]``: the mean, then the log-variance."""
+        return np.concatenate(self(observations), axis=1)
+
+
+class Representation(TwoStageRepresentation):
+    """Callable ``obs [N, C, H, W] -> codes [N, D]``: the encoder's mean, or one draw from its Gaussian.
+
+    Its ``encoding`` is the encoder's mean and log-variance (``GaussianEncoder.features``),
+    the same object for every representation built with ``encoder=`` the same
+    :class:`GaussianEncoder`, so an evaluation encodes each image once for both kinds. The
+    sampled representation's noise is one stream from its seeded generator, drawn in blocks
+    of ``NOISE_BLOCK`` rows and given out row by row in request order: the codes of a
+    sequence of images do not depend on how it is split into calls or batches. ``device``:
+    where the encoder runs (default: the CPU); the noise and the sum are on the CPU, so
+    both devices draw the same noise.
+    """
+
+    def __init__(self, model, kind: str = "mean", *, seed: int = 0, batch_size: int | None = None, device=None,
+                 encoder: GaussianEncoder | None = None):
+        if kind not in KINDS:
+            raise ParameterError(f"representation must be one of {list(KINDS)}, got {kind!r}")
+        self.kind = kind
+        self.gaussian = encoder or GaussianEncoder(model, device=device, batch_size=batch_size)
+        self.model, self.device = self.gaussian.model, self.gaussian.device
+        self.encoding = self.gaussian.features
+        self.generator = torch.Generator().manual_seed(seed)
+        self._noise = torch.zeros((0, 0))
+
+    @property
+    def deterministic(self) -> bool:
+        return self.kind == "mean"
+
+    def finish(self, features: np.ndarray) -> np.ndarray:
+        d = features.shape[1] // 2
+        if self.kind == "mean":
+            return np.ascontiguousarray(features[:, :d])
+        mean, logvar = torch.from_numpy(features[:, :d]), torch.from_numpy(features[:, d:])
+        return (mean + torch.exp(logvar / 2) * self._draw(features.shape[0], d)).numpy()
+
+    def _draw(self, rows: int, dim: int) -> torch.Tensor:
+        parts = []
+        while rows > 0:
+            if self._noise.shape[0] == 0:
+                self._noise = torch.randn((NOISE_BLOCK, dim), generator=self.generator)
+            take = self._noise[:rows]
+            self._noise = self._noise[rows:]
+            parts.append(take)
+            rows -= take.shape[0]
+        return torch.cat(parts) if parts else torch.zeros((0, dim))
 
 
 def representation(run_dir: str | Path, kind: str = "mean", *, seed: int = 0, device=None) -> Representation:

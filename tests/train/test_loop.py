@@ -178,6 +178,86 @@ def test_representations(tmp_path):
     assert not np.allclose(s1, mean)
 
 
+def test_sampled_noise_is_one_stream_in_request_order(tmp_path, monkeypatch):
+    from disentangled.train import represent
+
+    run = tmp_path / "run"
+    train(tiny(), run, progress=False)
+    obs = np.random.default_rng(1).random((70, 1, 64, 64), dtype=np.float32)
+    whole = representation(run, "sampled", seed=4)(obs)
+    # the draw, written out: mean + exp(logvar / 2) * eps, eps the first rows of one (NOISE_BLOCK, D) draw
+    model, _ = represent.load_model(run)
+    with torch.no_grad():
+        mean, logvar = model.encode(torch.as_tensor(obs))
+    eps = torch.randn((represent.NOISE_BLOCK, 10), generator=torch.Generator().manual_seed(4))[:70]
+    np.testing.assert_allclose(whole, (mean + torch.exp(logvar / 2) * eps).numpy(), rtol=0, atol=1e-6)
+    # however the rows are split into calls, and across blocks of noise, each row gets the same draw
+    monkeypatch.setattr(represent, "NOISE_BLOCK", 16)
+    features = represent.GaussianEncoder(model).features(obs)
+    one_call = represent.Representation(model, "sampled", seed=4).finish(features)
+    split = represent.Representation(model, "sampled", seed=4)
+    parts = np.concatenate([split.finish(features[:3]), split.finish(features[3:40]), split.finish(features[40:])])
+    np.testing.assert_array_equal(parts, one_call)
+    eps16 = torch.randn((80, 10), generator=torch.Generator().manual_seed(4))  # five blocks of 16 rows
+    np.testing.assert_allclose(parts, (mean + torch.exp(logvar / 2) * eps16[:70]).numpy(), rtol=0, atol=1e-6)
+
+
+def test_mean_codes_do_not_depend_on_the_batch(tmp_path):
+    """On one thread the dense layer's product rounds otherwise for 1-3 rows; a last batch that
+    small is padded (train.represent.MIN_BATCH), so every split gives the codes of one batch of 64."""
+    from disentangled.train.represent import GaussianEncoder, load_model
+
+    run = tmp_path / "run"
+    train(tiny(), run, progress=False)
+    model, _ = load_model(run)
+    obs = np.random.default_rng(2).random((64, 1, 64, 64), dtype=np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = GaussianEncoder(model, batch_size=64)(obs)
+        for size in (1, 2, 3, 5, 17, 32):
+            split = GaussianEncoder(model, batch_size=size)
+            parts = [split(obs[i : i + size]) for i in range(0, 64, size)]
+            for k in range(2):
+                np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k], err_msg=f"batches of {size}")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_both_representations_are_served_from_one_encoding_cache(tmp_path):
+    from disentangled import data
+    from disentangled.metrics.sampling import Encoder, EncodingCache, resolve_cache, sample_codes
+    from disentangled.train.represent import GaussianEncoder, Representation, load_model
+
+    run = tmp_path / "run"
+    train(tiny(), run, progress=False)
+    model, _ = load_model(run)
+    sprites = data.get("dsprites_full", source="procedural")
+    gaussian = GaussianEncoder(model)
+    mean_rep, sampled_rep = Representation(model, "mean", encoder=gaussian), Representation(model, "sampled", seed=2, encoder=gaussian)
+    cache = resolve_cache(sprites, sampled_rep)
+    assert isinstance(cache, EncodingCache) and resolve_cache(sprites, mean_rep, cache) is cache
+    mean, factors = sample_codes(sprites, mean_rep, 300, rng=np.random.RandomState(0), cache=cache)
+    encoded = cache.num_encoded
+    assert 0 < encoded <= 300
+    sampled, factors_again = sample_codes(sprites, sampled_rep, 300, rng=np.random.RandomState(0), cache=cache)
+    assert cache.num_encoded == encoded  # the sampled codes came from the mean's encoding
+    np.testing.assert_array_equal(factors, factors_again)
+    # the same codes as each representation computed image by image, without a cache
+    direct_mean, _ = sample_codes(sprites, Representation(model, "mean"), 300, rng=np.random.RandomState(0), cache=False)
+    direct_sampled, _ = sample_codes(sprites, Representation(model, "sampled", seed=2), 300, rng=np.random.RandomState(0), cache=False)
+    np.testing.assert_allclose(mean, direct_mean, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(sampled, direct_sampled, rtol=0, atol=1e-6)
+    assert np.abs(sampled - mean).mean() > 0.1
+    # a sampled request is drawn once: asking for the codes again gives the same rows
+    enc = Encoder(sprites, sampled_rep, cache=cache)
+    enc.add(factors[:10], np.random.RandomState(0))
+    np.testing.assert_array_equal(enc.codes(), enc.codes())
+    # another model's representation cannot use this cache
+    with pytest.raises(ValueError, match="one data set and one representation"):
+        Encoder(sprites, Representation(model, "sampled"), cache=cache)
+
+
 def test_loss_goes_down(tmp_path):
     c = cfg.load(None, ["data.name=dsprites_full", "data.source=procedural", "train.steps=150",
                         "train.log_every=10", "train.eval_batches=1", "train.checkpoint_every=1000"])
