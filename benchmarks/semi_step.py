@@ -58,7 +58,6 @@ from disentangled.train.core import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train_step
 
 # the step benchmark's plain networks, and its worker: one side in a process of its own
 from train_step import PlainDecoder, PlainEncoder, worker
@@ -215,12 +214,6 @@ def side_step(side, objective, args):
     return plain_step_fn(objective, args.batch_size, "plain" if side == "plain" else "same"), {"draw": 0.0}
 
 
-def semi_worker(conn, side, allocator, threads, args):
-    """train_step's worker (setup, warm-up, timed runs over a pipe) with this benchmark's sides."""
-    train_step.side_step = side_step  # the worker builds its side through its module's side_step
-    worker(conn, side, allocator, threads, args)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -241,7 +234,8 @@ def main():
     pipes = {}
     for side, allocator in sides:
         ours_end, theirs = ctx.Pipe()
-        ctx.Process(target=semi_worker, args=(theirs, side, allocator, args.threads, args), daemon=True).start()
+        # train_step's worker (setup, warm-up, timed runs over a pipe) building this benchmark's sides
+        ctx.Process(target=worker, args=(theirs, side, allocator, args.threads, args, side_step), daemon=True).start()
         pipes[side] = ours_end
     print(f"# semi_step: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
           f"batch {args.batch_size} unlabelled + {args.batch_size} labelled, {args.optimizer}, "

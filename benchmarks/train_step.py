@@ -166,8 +166,13 @@ def side_step(side: str, objective: str, args):
     return plain_step_fn(args.batch_size, discriminator=objective == "factor_vae"), {"draw": 0.0}
 
 
-def worker(conn, side: str, allocator: bool, threads: int, args) -> None:
-    """One side in its own process: ``("setup", objective)`` builds and warms up, ``("run", n)`` times n steps."""
+def worker(conn, side: str, allocator: bool, threads: int, args, build=None) -> None:
+    """One side in its own process: ``("setup", objective)`` builds and warms up, ``("run", n)`` times n steps.
+
+    ``build(side, objective, args) -> (step, counter)`` makes the side's step (default: :func:`side_step`;
+    another benchmark passes its own).
+    """
+    build = build or side_step
     torch.set_num_threads(threads)
     if side == "before":
         sys.path.insert(0, os.path.abspath(args.before))  # before anything imports the project
@@ -183,7 +188,7 @@ def worker(conn, side: str, allocator: bool, threads: int, args) -> None:
         command, value = conn.recv()
         if command == "setup":
             t0 = time.perf_counter()
-            step, counter = side_step(side, value, args)
+            step, counter = build(side, value, args)
             for _ in range(args.warmup):
                 step()
             conn.send(time.perf_counter() - t0)
