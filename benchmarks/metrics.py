@@ -23,9 +23,9 @@ is enough to have informative codes, for example (about 3 minutes on 2 cores)::
     disentangled train --out /tmp/convrun data.source=procedural train.steps=1500
     python benchmarks/metrics.py --reference PATH --representation conv --run /tmp/convrun
 
-``--encode-batch`` sets the encoder's images per forward pass on both sides (the reference
-calls it with 16 or 64 images at a time, so only our side, which hands it
-``train.represent.CPU_BATCH`` images at a time by default, sees it).
+``--encode-batch`` sets the encoder's images per forward pass on both sides (default:
+``train.represent.CPU_BATCH``): the representation function runs whatever a call hands it,
+the reference's 16 or 64 images or our cache's 256, in passes of that many.
 
 Our suite runs as ``disentangled evaluate`` runs it: one encoding cache shared by all the
 metrics, per-factor classifiers in parallel. Thread pools are limited to one thread on both
@@ -621,7 +621,7 @@ def encoding_estimate(names, settings, data, rep, args) -> None:
         per_image[batch] = (time.perf_counter() - t0) / done
     ref_images = sum(sum(r.values()) for r in requested.values())
     ref_seconds = sum(count * per_image[b] for r in requested.values() for b, count in r.items())
-    ours_seconds = cache.num_encoded * per_image[256]
+    ours_seconds = cache.num_encoded * per_image[256]  # the cache hands the representation 256 images a call
     print(f"\n{args.representation} representation, {args.threads} thread(s); seconds per image by batch size: "
           + ", ".join(f"{b}: {per_image[b] * 1e3:.3f} ms" for b in sorted(per_image)))
     print("| | images encoded | encoding time (s, from the measured rate) |")

@@ -12,9 +12,10 @@ Three measurements, all from the machine the projection is for:
   evaluation batch size, observations moved from host memory), measured here.
 
 The study (a preset or spec file) gives the number of runs, their training steps and the
-representations each run is scored on; ``--images`` is how many distinct images one
-representation encodes for the suite (691,852 at study sizes, counted by
-``benchmarks/metrics.py --encoding``). Training and encoding share the GPU; the metrics
+representations each run is scored on; ``--images`` is how many distinct images one run
+encodes for the suite (691,852 at study sizes, counted by ``benchmarks/metrics.py
+--encoding``; the mean and sampled representations share them: the encoder's mean and
+log-variance are encoded once and cached). Training and encoding share the GPU; the metrics
 run on the host's cores (``--cores``) beside them. Printed: each part in hours, the total
 when the metrics overlap the GPU work (as ``study run`` does on a GPU with the local or
 Ray executor: the ensemble process trains the next ensemble while ``--eval-workers``
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 PAPER_GPU_HOURS = 2.52 * 365.25 * 24  # Locatello et al. 2019, section 4: 2.52 GPU-years on P100s
-IMAGES_PER_REPRESENTATION = 691_852  # benchmarks/metrics.py --encoding, study sizes (docs/benchmarks.md)
+IMAGES_PER_RUN = 691_852  # benchmarks/metrics.py --encoding, study sizes (docs/benchmarks.md), for both representations
 
 
 def encoding_rate(device: str, images: int, channels: int = 1) -> float:
@@ -75,7 +76,7 @@ def main(argv=None):
                     help="instead of --metrics: CPU seconds of the suite for one representation")
     ap.add_argument("--device", default="cpu", help="where to time the encoder (cpu, cuda)")
     ap.add_argument("--encode-images", type=int, default=None, help="images to time the encoder on (default: 65,536 on a GPU, 4,096 on the CPU)")
-    ap.add_argument("--images", type=int, default=IMAGES_PER_REPRESENTATION, help="images one representation encodes for the suite")
+    ap.add_argument("--images", type=int, default=IMAGES_PER_RUN, help="distinct images one run encodes for the suite (both representations)")
     ap.add_argument("--study", default="unsupervised_study_v1", help="study preset or spec file")
     ap.add_argument("--cores", type=int, default=os.cpu_count(), help="host cores scoring runs beside the GPU")
     ap.add_argument("--json", type=Path, default=None, help="also write the projection here")
@@ -97,7 +98,7 @@ def main(argv=None):
     runs, steps, reps = study_shape(args.study)
 
     train_h = steps / best["model_steps_per_s"] / 3600
-    encode_h = runs * reps * args.images / rate / 3600
+    encode_h = runs * args.images / rate / 3600  # once per run: both representations are served from it
     metrics_core_h = runs * reps * suite_s / 3600
     metrics_h = metrics_core_h / max(args.cores, 1)
     overlapped = max(train_h + encode_h, metrics_h)
@@ -107,7 +108,7 @@ def main(argv=None):
     print("| part | measured | hours |")
     print("|---|---|---:|")
     print(f"| training (device) | {best['model_steps_per_s']:,.1f} model-steps/s at N = {best['n']} | {train_h:,.1f} |")
-    print(f"| encoding (device) | {rate:,.0f} images/s on {args.device}, {args.images:,} images per representation | {encode_h:,.1f} |")
+    print(f"| encoding (device) | {rate:,.0f} images/s on {args.device}, {args.images:,} images per run | {encode_h:,.1f} |")
     print(f"| metrics (host CPU) | {suite_s:.1f} core-s per representation, {args.cores} cores | {metrics_h:,.1f} ({metrics_core_h:,.0f} core-hours) |")
     print(f"| **total, metrics beside the device work** | | **{overlapped:,.1f}** |")
     print(f"| total, one thing after another | | {sequential:,.1f} |")

@@ -147,6 +147,11 @@ class Representation(TwoStageRepresentation):
     def deterministic(self) -> bool:
         return self.kind == "mean"
 
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass of the encoder."""
+        return self.gaussian.batch_size
+
     def finish(self, features: np.ndarray) -> np.ndarray:
         d = features.shape[1] // 2
         if self.kind == "mean":
