@@ -28,7 +28,7 @@ is enough to have informative codes, for example (about 3 minutes on 2 cores)::
 the reference's 16 or 64 images or our cache's 256, in passes of that many.
 
 Our suite runs as ``disentangled evaluate`` runs it: one encoding cache shared by all the
-metrics, per-factor classifiers in parallel. Thread pools are limited to one thread on both
+metrics, per-factor classifiers in parallel in one pool of workers kept between the metrics. Thread pools are limited to one thread on both
 sides by default (``--threads``) so that the comparison is of algorithms, not of BLAS
 oversubscription.
 
@@ -430,7 +430,12 @@ def main(argv=None) -> None:
         ref = import_reference(args.reference)
 
     # one metric at a time, ours then the reference's, so both run under the same load;
-    # ours shares one encoding cache across the metrics, as `disentangled evaluate` does
+    # ours shares one encoding cache and one pool of workers across the metrics, as
+    # `disentangled evaluate` does (the reference's metrics run longer than joblib's idle
+    # timeout, which would otherwise stop our workers between two of ours)
+    from disentangled.metrics import predictors
+
+    predictors.POOL_IDLE_TIMEOUT_S = 3600
     ours: dict[str, dict] = {}
     order_times: dict[str, float] = {}
     reference: dict[str, tuple[float, dict]] = {}

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ParameterError, check_choice
 from .base import check_positive, namespaced
-from .predictors import BACKENDS, default_jobs
+from .predictors import BACKENDS, default_jobs, worker_pool
 from .sampling import Encoder, resolve_cache, sample_codes
 from .utils import as_codes, seed_from
 
@@ -170,9 +170,9 @@ class Fairness:
         jobs = [(codes_train, factors_train[:, i], codes_test[rows[i]], self.backend, seeds[i]) for i in range(k)]
         n_jobs = self.n_jobs or default_jobs(codes_train.shape[0] * sum(sizes))
         if n_jobs > 1:
-            from joblib import Parallel, delayed
+            from joblib import delayed
 
-            predictions = Parallel(n_jobs=min(n_jobs, k))(delayed(_predict_job)(*job) for job in jobs)
+            predictions = worker_pool(min(n_jobs, k))(delayed(_predict_job)(*job) for job in jobs)
         else:
             predictions = [_predict_job(*job) for job in jobs]
         mean_fairness = np.zeros((k, k))

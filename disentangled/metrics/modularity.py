@@ -94,9 +94,11 @@ def modularity_explicitness(
         classes = sum(len(np.unique(factors_train[:, j])) for j in range(factors_train.shape[1]))
         n_jobs = default_jobs(codes_train.shape[0] * classes)
     if n_jobs > 1 and len(jobs) > 1:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        aucs = Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_explicitness_job)(*job) for job in jobs)
+        from .predictors import worker_pool
+
+        aucs = worker_pool(min(n_jobs, len(jobs)))(delayed(_explicitness_job)(*job) for job in jobs)
     else:
         aucs = [explicitness_per_factor(*job) for job in jobs]
     return {

@@ -41,6 +41,19 @@ class FactorFit:
     test_accuracy: float
 
 
+# Seconds a worker of the fits' pool may idle before it exits (joblib's default): the metrics
+# of one evaluation follow each other, so one pool serves them all.
+POOL_IDLE_TIMEOUT_S = 300
+
+
+def worker_pool(n_jobs: int):
+    """The metrics' pool of worker processes (joblib, loky), one configuration for all of them,
+    so that the metrics of an evaluation reuse the same workers instead of restarting them."""
+    from joblib import Parallel
+
+    return Parallel(n_jobs=n_jobs, backend="loky", idle_worker_timeout=POOL_IDLE_TIMEOUT_S)
+
+
 def default_jobs(work: float) -> int:
     """Worker processes for ``work`` (points x trees or similar): 1 for small jobs."""
     cpus = os.cpu_count() or 1
@@ -94,10 +107,10 @@ def fit_samples(predictor: str, samples, *, backend: str = "fast", n_jobs: int |
     if n_jobs == 1:
         results = [_fit_one(*task) for task in tasks]
     else:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
         order = sorted(range(len(tasks)), key=lambda t: -cost[t])  # largest first, so the workers finish together
-        done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_fit_one)(*tasks[t]) for t in order)
+        done = worker_pool(n_jobs)(delayed(_fit_one)(*tasks[t]) for t in order)
         results = [None] * len(tasks)
         for t, res in zip(order, done):
             results[t] = res

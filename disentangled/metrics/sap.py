@@ -48,9 +48,11 @@ def sap_matrix(codes, factors, codes_test=None, factors_test=None, *, continuous
 
         n_jobs = default_jobs(codes.shape[0] * d * k * 4)
     if n_jobs > 1 and len(jobs) > 1:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        values = Parallel(n_jobs=n_jobs)(delayed(_svm_accuracy)(*job) for job in jobs)
+        from .predictors import worker_pool
+
+        values = worker_pool(n_jobs)(delayed(_svm_accuracy)(*job) for job in jobs)
     else:
         values = [_svm_accuracy(*job) for job in jobs]
     return np.asarray(values, dtype=np.float64).reshape(d, k)

@@ -33,7 +33,7 @@ from ..errors import ParameterError, check_choice, check_int
 from .base import check_positive, namespaced
 from .downstream import _check_sizes
 from .fairness import check_factors
-from .predictors import BACKENDS, PREDICTORS, _fit_one, default_jobs, fit_factors
+from .predictors import BACKENDS, PREDICTORS, _fit_one, default_jobs, fit_factors, worker_pool
 from .sampling import Encoder, resolve_cache
 from .utils import as_codes, randint, seed_from
 
@@ -119,9 +119,9 @@ class StrongDownstream:
                 jobs.append((self.predictor, self.backend, x_train, y_train, x_test, y_test, seed))
             n_jobs = self.n_jobs or default_jobs(size * len(jobs) * 10)
             if n_jobs > 1 and len(jobs) > 1:
-                from joblib import Parallel, delayed
+                from joblib import delayed
 
-                fits = Parallel(n_jobs=n_jobs)(delayed(_fit_one)(*job) for job in jobs)
+                fits = worker_pool(n_jobs)(delayed(_fit_one)(*job) for job in jobs)
             else:
                 fits = [_fit_one(*job) for job in jobs]
             test_accuracy = float(np.mean([f.test_accuracy for f in plain]))
