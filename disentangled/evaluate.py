@@ -387,12 +387,19 @@ def evaluate_representation(
     representation are deterministic), so each distinct observation is encoded once;
     ``cache`` may be an ``EncodingCache`` to share with other calls, or False to disable it.
     ``settings`` overrides the study's settings per metric (``{"mig": {"num_train": 1000}}``).
+
+    The metrics that fit classifiers in the worker pool (:class:`~disentangled.metrics.base.PooledMetric`)
+    are started first and the others computed while the pool works; each metric's draws come
+    from its own generator, so the order changes no score. ``on_result`` is called as each
+    metric finishes; a record's ``elapsed_s`` is the time this process spent on the metric
+    (for a pooled one: drawing its samples, then waiting for its fits).
     """
+    from .metrics.base import PooledMetric
     from .metrics.sampling import resolve_cache
 
     names = _metric_list(metrics, M.STUDY_METRICS)
     shared = resolve_cache(data, representation, cache)
-    records = {}
+    chosen = []
     for name in names:
         if name in skip:
             continue
@@ -403,21 +410,38 @@ def evaluate_representation(
         options = dict((settings or {}).get(name, {}))
         if n_jobs is not None and "n_jobs" in fields:
             options.setdefault("n_jobs", n_jobs)
-        metric = M.get(name, **options)
-        start = time.perf_counter()
-        scores = metric.evaluate(data, representation, rng=np.random.RandomState(seed), cache=shared)
-        record = {
+        chosen.append((name, M.get(name, **options), int(seed)))
+
+    records = {}
+
+    def done(name, metric, seed, scores, elapsed):
+        records[name] = {
             "metric": name,
             "scores": scores,
             "settings": {k: v for k, v in M.settings_of(metric).items() if not _execution_only(metric, k)},
-            "seed": int(seed),
+            "seed": seed,
             "rng": "numpy.random.RandomState",
-            "elapsed_s": round(time.perf_counter() - start, 3),
+            "elapsed_s": round(elapsed, 3),
         }
-        records[name] = record
         if on_result is not None:
-            on_result(name, record)
-    return records
+            on_result(name, records[name])
+
+    started = []
+    for name, metric, seed in chosen:
+        if isinstance(metric, PooledMetric):
+            start = time.perf_counter()
+            pending = metric.start(data, representation, rng=np.random.RandomState(seed), cache=shared)
+            started.append((name, metric, seed, pending, time.perf_counter() - start))
+    for name, metric, seed in chosen:
+        if not isinstance(metric, PooledMetric):
+            start = time.perf_counter()
+            scores = metric.evaluate(data, representation, rng=np.random.RandomState(seed), cache=shared)
+            done(name, metric, seed, scores, time.perf_counter() - start)
+    for name, metric, seed, pending, spent in started:
+        start = time.perf_counter()
+        scores = pending.result()
+        done(name, metric, seed, scores, spent + time.perf_counter() - start)
+    return {name: records[name] for name, _, _ in chosen}
 
 
 def requested_settings(name: str, overrides: dict | None = None) -> dict:

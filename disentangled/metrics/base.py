@@ -5,12 +5,18 @@ defaults. ``evaluate(data, representation, rng=...)`` samples from a ground-trut
 through a representation function and returns namespaced plain floats
 (``{"dci.disentanglement": 0.42, ...}``). Metrics that can be computed from a fixed sample
 of codes and factors also offer ``score(codes, factors, codes_test, factors_test)``.
+
+A metric whose classifiers are fitted in the worker pool (:class:`PooledMetric`) can also be
+started: ``start(...)`` samples, hands the fits to the pool and returns at once, and the
+:class:`Pending` it returns gives the scores when they are done. The evaluation starts these
+first and computes the other metrics meanwhile.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Callable, ClassVar, Protocol, runtime_checkable
 
 from ..data.base import Rng
 from ..errors import check_float, check_int
@@ -21,6 +27,33 @@ class Metric(Protocol):
     name: ClassVar[str]
 
     def evaluate(self, data, representation, *, rng: Rng, cache=None) -> dict[str, float]: ...
+
+
+class Pending:
+    """Scores still being computed: :meth:`result` waits for them (once; later calls return them)."""
+
+    def __init__(self, finish: Callable[[], dict[str, float]]):
+        self._finish = finish
+        self._scores = None
+
+    def result(self) -> dict[str, float]:
+        if self._scores is None:
+            self._scores, self._finish = self._finish(), None
+        return self._scores
+
+
+class PooledMetric(ABC):
+    """A metric that fits its classifiers in the worker pool and can be started without waiting."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def start(self, data, representation, *, rng: Rng, cache=None) -> Pending:
+        """Draw the samples (from ``rng``, in the reference's order), hand the fits to the pool
+        and return; the scores are the returned :class:`Pending`'s result."""
+
+    def evaluate(self, data, representation, *, rng: Rng, cache=None) -> dict[str, float]:
+        return self.start(data, representation, rng=rng, cache=cache).result()
 
 
 def namespaced(name: str, scores: dict) -> dict[str, float]:

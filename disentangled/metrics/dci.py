@@ -23,8 +23,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ParameterError, check_choice
-from .base import check_positive, namespaced
-from .predictors import BACKENDS, fit_factors
+from .base import Pending, PooledMetric, check_positive, namespaced
+from .predictors import BACKENDS, submit_samples
 from .sampling import resolve_cache, sample_codes
 from .utils import check_pair, require_informative
 
@@ -72,6 +72,12 @@ def importance_matrix(
     codes_train, factors_train, codes_test=None, factors_test=None, *, backend: str = "fast", n_jobs: int | None = None, rng=None
 ):
     """``(R [D, K], train accuracies [K], test accuracies [K])`` from boosted trees per factor."""
+    return _start_importance(codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng)()
+
+
+def _start_importance(codes_train, factors_train, codes_test, factors_test, *, backend, n_jobs, rng):
+    """Hand the per-factor fits to the pool; returns the function that waits for
+    :func:`importance_matrix`'s result."""
     codes_train, factors_train = check_pair(codes_train, factors_train, "dci")
     if codes_test is None:
         codes_test, factors_test = codes_train, factors_train
@@ -79,20 +85,17 @@ def importance_matrix(
     if codes_test.shape[1] != codes_train.shape[1] or factors_test.shape[1] != factors_train.shape[1]:
         raise ParameterError("dci: training and test arrays must have the same number of codes and factors")
     keep = require_informative(factors_train, "dci")
-    fits = fit_factors(
-        "gradient_boosting",
-        codes_train,
-        factors_train[:, keep],
-        codes_test,
-        factors_test[:, keep],
-        backend=backend,
-        n_jobs=n_jobs,
-        rng=rng,
-    )
-    matrix = np.stack([f.importance for f in fits], axis=1)
-    train = np.array([f.train_accuracy for f in fits])
-    test = np.array([f.test_accuracy for f in fits])
-    return np.abs(matrix), train, test
+    sample = (codes_train, factors_train[:, keep], codes_test, factors_test[:, keep])
+    pending = submit_samples("gradient_boosting", [sample], backend=backend, n_jobs=n_jobs, rng=rng)
+
+    def finish():
+        fits = pending.result()[0]
+        matrix = np.stack([f.importance for f in fits], axis=1)
+        train = np.array([f.train_accuracy for f in fits])
+        test = np.array([f.test_accuracy for f in fits])
+        return np.abs(matrix), train, test
+
+    return finish
 
 
 def dci(codes_train, factors_train, codes_test=None, factors_test=None, *, backend: str = "fast", n_jobs=None, rng=None) -> dict:
@@ -100,19 +103,26 @@ def dci(codes_train, factors_train, codes_test=None, factors_test=None, *, backe
 
     ``rng`` breaks the boosted trees' exact ties between codes (default: fixed seeds).
     """
-    matrix, train, test = importance_matrix(
-        codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng
-    )
-    return {
-        "disentanglement": disentanglement(matrix),
-        "completeness": completeness(matrix),
-        "informativeness_train": float(np.mean(train)),
-        "informativeness_test": float(np.mean(test)),
-    }
+    return _start_dci(codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng)()
+
+
+def _start_dci(codes_train, factors_train, codes_test, factors_test, *, backend, n_jobs, rng):
+    importance = _start_importance(codes_train, factors_train, codes_test, factors_test, backend=backend, n_jobs=n_jobs, rng=rng)
+
+    def finish():
+        matrix, train, test = importance()
+        return {
+            "disentanglement": disentanglement(matrix),
+            "completeness": completeness(matrix),
+            "informativeness_train": float(np.mean(train)),
+            "informativeness_test": float(np.mean(test)),
+        }
+
+    return finish
 
 
 @dataclass(frozen=True)
-class DCI:
+class DCI(PooledMetric):
     """DCI with the study's settings (``dci.gin``): 10,000 training and 5,000 test points.
 
     ``backend``: "fast" (default, this package's boosted trees) or "sklearn".
@@ -134,8 +144,9 @@ class DCI:
         values = dci(codes, factors, codes_test, factors_test, backend=self.backend, n_jobs=self.n_jobs, rng=rng)
         return namespaced(self.name, values)
 
-    def evaluate(self, data, representation, *, rng, cache=None) -> dict[str, float]:
+    def start(self, data, representation, *, rng, cache=None) -> Pending:
         cache = resolve_cache(data, representation, cache)
         train = sample_codes(data, representation, self.num_train, rng=rng, batch_size=self.batch_size, cache=cache)
         test = sample_codes(data, representation, self.num_test, rng=rng, batch_size=self.batch_size, cache=cache)
-        return self.score(*train, *test, rng=rng)
+        finish = _start_dci(*train, *test, backend=self.backend, n_jobs=self.n_jobs, rng=rng)
+        return Pending(lambda: namespaced(self.name, finish()))

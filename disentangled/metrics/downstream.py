@@ -20,8 +20,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ParameterError, check, check_choice, check_int
-from .base import check_positive, namespaced
-from .predictors import BACKENDS, fit_samples
+from .base import Pending, PooledMetric, check_positive, namespaced
+from .predictors import BACKENDS, fit_samples, submit_samples
 from .sampling import resolve_cache, sample_codes
 from .utils import check_pair
 
@@ -75,7 +75,7 @@ def _check_sizes(metric) -> None:
 
 
 @dataclass(frozen=True)
-class DownstreamLogisticRegression:
+class DownstreamLogisticRegression(PooledMetric):
     """Downstream task with ``LogisticRegressionCV`` (``downstream_task_logistic_regression.gin``)."""
 
     name: ClassVar[str] = "downstream_logistic_regression"
@@ -98,12 +98,12 @@ class DownstreamLogisticRegression:
         values = downstream_scores(codes, factors, codes_test, factors_test, predictor=self.predictor, n_jobs=self.n_jobs, prefix=f"{n}.")
         return namespaced(self.name, values)
 
-    def evaluate(self, data, representation, *, rng, cache=None) -> dict[str, float]:
-        return _evaluate(self, data, representation, rng, cache, backend="fast")
+    def start(self, data, representation, *, rng, cache=None) -> Pending:
+        return _start(self, data, representation, rng, cache, backend="fast")
 
 
 @dataclass(frozen=True)
-class DownstreamBoostedTrees:
+class DownstreamBoostedTrees(PooledMetric):
     """Downstream task with ``GradientBoostingClassifier`` (``downstream_task_boosted_trees.gin``).
 
     ``backend``: "fast" (default, this package's boosted trees) or "sklearn".
@@ -131,11 +131,11 @@ class DownstreamBoostedTrees:
         )
         return namespaced(self.name, values)
 
-    def evaluate(self, data, representation, *, rng, cache=None) -> dict[str, float]:
-        return _evaluate(self, data, representation, rng, cache, backend=self.backend)
+    def start(self, data, representation, *, rng, cache=None) -> Pending:
+        return _start(self, data, representation, rng, cache, backend=self.backend)
 
 
-def _evaluate(metric, data, representation, rng, cache, backend) -> dict[str, float]:
+def _start(metric, data, representation, rng, cache, backend) -> Pending:
     cache = resolve_cache(data, representation, cache)
     samples = []
     for size in metric.num_train:
@@ -145,8 +145,12 @@ def _evaluate(metric, data, representation, rng, cache, backend) -> dict[str, fl
     # every size's fits in one pool (the draws above are done first, in the reference's order);
     # the trees' tie-breaking uses fixed seeds: drawing them from ``rng`` would change the
     # samples of the next training size
-    fits = fit_samples(metric.predictor, samples, backend=backend, n_jobs=metric.n_jobs)
-    out = {}
-    for size, size_fits in zip(metric.num_train, fits):
-        out.update(namespaced(metric.name, _accuracies(size_fits, f"{size}.")))
-    return out
+    pending = submit_samples(metric.predictor, samples, backend=backend, n_jobs=metric.n_jobs)
+
+    def finish():
+        out = {}
+        for size, size_fits in zip(metric.num_train, pending.result()):
+            out.update(namespaced(metric.name, _accuracies(size_fits, f"{size}.")))
+        return out
+
+    return Pending(finish)

@@ -46,12 +46,22 @@ class FactorFit:
 POOL_IDLE_TIMEOUT_S = 300
 
 
-def worker_pool(n_jobs: int):
+def worker_pool(n_jobs: int, *, deferred: bool = False):
     """The metrics' pool of worker processes (joblib, loky), one configuration for all of them,
-    so that the metrics of an evaluation reuse the same workers instead of restarting them."""
+    so that the metrics of an evaluation reuse the same workers instead of restarting them.
+
+    ``deferred``: calling the pool returns at once, with a generator of the results in task
+    order, while the workers compute them (every task is handed over at the call). The
+    arguments are always sent whole (no memory-mapped copies, which belong to one call's
+    temporary folder and must not be shared by calls that overlap); the metrics' arrays are
+    codes of a few MB at most.
+    """
     from joblib import Parallel
 
-    return Parallel(n_jobs=n_jobs, backend="loky", idle_worker_timeout=POOL_IDLE_TIMEOUT_S)
+    if deferred:
+        return Parallel(n_jobs=n_jobs, backend="loky", idle_worker_timeout=POOL_IDLE_TIMEOUT_S, max_nbytes=None,
+                        return_as="generator", pre_dispatch="all")
+    return Parallel(n_jobs=n_jobs, backend="loky", idle_worker_timeout=POOL_IDLE_TIMEOUT_S, max_nbytes=None)
 
 
 def default_jobs(work: float) -> int:
@@ -88,6 +98,32 @@ def fit_samples(predictor: str, samples, *, backend: str = "fast", n_jobs: int |
     Each fit is the one :func:`fit_factors` would make: the same inputs and seeds (drawn from
     ``rng`` sample by sample, factor by factor), so the same results.
     """
+    return submit_samples(predictor, samples, backend=backend, n_jobs=n_jobs, rng=rng).result()
+
+
+class PendingFits:
+    """Fits handed to the worker pool: :meth:`result` waits for them (the caller may do other
+    work meanwhile); ``[sample][factor]`` as :func:`fit_samples` returns them."""
+
+    def __init__(self, outputs, order, where, shape):
+        self._outputs, self._order, self._where, self._shape = outputs, order, where, shape
+        self._fits = None
+
+    def result(self) -> list[list[FactorFit]]:
+        if self._fits is None:
+            results = [None] * len(self._order)
+            for t, res in zip(self._order, self._outputs):
+                results[t] = res
+            fits: list[list] = [[None] * k for k in self._shape]
+            for (s, j), res in zip(self._where, results):
+                fits[s][j] = res
+            self._fits, self._outputs = fits, None
+        return self._fits
+
+
+def submit_samples(predictor: str, samples, *, backend: str = "fast", n_jobs: int | None = None, rng=None) -> PendingFits:
+    """:func:`fit_samples`, returning as soon as the fits are handed to the pool (with one
+    worker they are made here, before it returns); the seeds are drawn from ``rng`` now."""
     check_choice("predictor", predictor, PREDICTORS)
     check_choice("backend", backend, BACKENDS)
     if rng is not None:
@@ -104,20 +140,14 @@ def fit_samples(predictor: str, samples, *, backend: str = "fast", n_jobs: int |
     if n_jobs is None:
         n_jobs = default_jobs(sum(cost))
     n_jobs = max(1, min(int(n_jobs), len(tasks)))
+    shape = [y.shape[1] for _, y, _, _ in samples]
     if n_jobs == 1:
-        results = [_fit_one(*task) for task in tasks]
-    else:
-        from joblib import delayed
+        return PendingFits([_fit_one(*task) for task in tasks], list(range(len(tasks))), where, shape)
+    from joblib import delayed
 
-        order = sorted(range(len(tasks)), key=lambda t: -cost[t])  # largest first, so the workers finish together
-        done = worker_pool(n_jobs)(delayed(_fit_one)(*tasks[t]) for t in order)
-        results = [None] * len(tasks)
-        for t, res in zip(order, done):
-            results[t] = res
-    out: list[list] = [[None] * y.shape[1] for _, y, _, _ in samples]
-    for (s, j), res in zip(where, results):
-        out[s][j] = res
-    return out
+    order = sorted(range(len(tasks)), key=lambda t: -cost[t])  # largest first, so the workers finish together
+    outputs = worker_pool(n_jobs, deferred=True)(delayed(_fit_one)(*tasks[t]) for t in order)
+    return PendingFits(outputs, order, where, shape)
 
 
 def _fit_one(predictor, backend, x_train, y_train, x_test, y_test, seed) -> FactorFit:

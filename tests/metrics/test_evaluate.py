@@ -150,3 +150,30 @@ def test_evaluate_run_writes_one_file_per_metric_and_skips_done_ones(trained_run
     assert sampled["mig"]["seed"] == ev.STUDY_SEEDS[("sampled", "mig")]
     per_model = ev.evaluate_run(trained_run, metrics=["mig"], settings=SMALL_RUN, seed_per_model=True, force=True)
     assert per_model["mig"]["seed_policy"] == "per_model"
+
+
+def test_pooled_metrics_start_first_and_score_as_they_do_alone():
+    """The metrics that fit in the worker pool are started first and the others computed
+    meanwhile; every score is the one the metric gives on its own."""
+    from metric_support import IdentityData, golden_representation
+
+    from disentangled import metrics as M
+    from disentangled.metrics.base import PooledMetric
+
+    data, rep = IdentityData(), golden_representation
+    # SAP fits its SVMs in the same pool while the pooled metrics' fits are outstanding
+    names = ["mig", "dci", "downstream_logistic_regression", "sap", "unsupervised"]
+    settings = {"mig": {"num_train": 300}, "dci": {"num_train": 200, "num_test": 100},
+                "downstream_logistic_regression": {"num_train": [20, 60], "num_test": 50},
+                "sap": {"num_train": 200, "num_test": 100}, "unsupervised": {"num_train": 200}}
+    finished = []
+    together = ev.evaluate_representation(data, rep, metrics=names, settings=settings, n_jobs=2,
+                                          on_result=lambda name, record: finished.append(name))
+    assert list(together) == names
+    pooled = [n for n in names if isinstance(M.get(n), PooledMetric)]
+    assert pooled == ["dci", "downstream_logistic_regression"]
+    assert finished == ["mig", "sap", "unsupervised", *pooled]  # the pooled ones are collected last
+    for name in names:
+        alone = ev.evaluate_representation(data, rep, metrics=[name], settings=settings, n_jobs=1)[name]
+        assert together[name]["scores"] == alone["scores"], name
+        assert together[name]["seed"] == alone["seed"] and together[name]["elapsed_s"] >= 0

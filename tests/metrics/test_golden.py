@@ -15,6 +15,11 @@ EXACT = 1e-6  # deterministic computations
 # reference itself moves between runs; the tolerances cover that spread (see docs/metrics.md).
 GBT_TOL = 0.01
 SVM_TOL = 0.01
+# Explicitness is the AUC of an L-BFGS logistic regression that stops at scikit-learn's
+# tolerance, so its coefficients carry the rounding of the BLAS kernels the CPU selects: the
+# sampled test's AUCs (500 training points) came out 6e-6 away from the reference's values on
+# an Intel Xeon, while they matched on the AMD EPYC the values were recorded with.
+LBFGS_TOL = 1e-4
 
 
 @pytest.fixture(scope="module", params=["float32", "float64"])
@@ -77,12 +82,10 @@ def test_sampled_metrics_draw_the_reference_samples():
     data, rep, rs = IdentityData(), golden_representation, np.random.RandomState
     _close(M.MIG(num_train=1000).evaluate(data, rep, rng=rs(11)), "mig", SAMPLED["mig"], EXACT)
     _close(M.Unsupervised(num_train=500).evaluate(data, rep, rng=rs(12)), "unsupervised", SAMPLED["unsupervised"], EXACT)
-    _close(
-        M.ModularityExplicitness(num_train=500, num_test=250).evaluate(data, rep, rng=rs(13)),
-        "modularity_explicitness",
-        SAMPLED["modularity_explicitness"],
-        EXACT,
-    )
+    me = M.ModularityExplicitness(num_train=500, num_test=250).evaluate(data, rep, rng=rs(13))
+    reference = SAMPLED["modularity_explicitness"]
+    _close(me, "modularity_explicitness", {"modularity_score": reference["modularity_score"]}, EXACT)
+    _close(me, "modularity_explicitness", {k: v for k, v in reference.items() if k.startswith("explicitness")}, LBFGS_TOL)
     irs = M.IRS(num_train=500, active_dims="reference").evaluate(data, rep, rng=rs(14))
     _close(irs, "irs", SAMPLED["irs"], 1e-3, rename=lambda k: "irs" if k == "IRS" else k)
     _close(M.BetaVAE(batch_size=8, num_train=300, num_eval=150).evaluate(data, rep, rng=rs(15)), "beta_vae", SAMPLED["beta_vae"], EXACT)
@@ -95,8 +98,13 @@ def _sizes(sizes, reference):
     return {k: v for k, v in reference.items() if int(k.split(":")[0]) in sizes}
 
 
-@pytest.mark.parametrize("sizes", [(10,), pytest.param((10, 100), marks=pytest.mark.slow)])
-def test_downstream_logistic_regression(sizes):
+def test_downstream_logistic_regression():
+    # Only the first training size: at 100 points the 5-fold choice of C hangs on single
+    # predictions next to the decision boundary, which the BLAS kernels' rounding moves from
+    # one CPU to another (on an Intel Xeon two of the five factors got other accuracies than
+    # the reference's, recorded on an AMD EPYC, by up to 0.19). The draws of the later sizes
+    # are checked by test_downstream_boosted_trees, which samples the same way.
+    sizes = (10,)
     data, rep = IdentityData(), golden_representation
     lr = M.DownstreamLogisticRegression(num_train=sizes, num_test=100).evaluate(data, rep, rng=np.random.RandomState(19))
     reference = _sizes(sizes, SAMPLED["downstream_logistic_regression"])

@@ -37,3 +37,20 @@ def test_seeds_drawn_from_an_rng_are_drawn_sample_by_sample():
     for fits, expected in zip(pooled, alone):
         for a, b in zip(fits, expected):
             np.testing.assert_array_equal(a.importance, b.importance)
+
+
+def test_fits_handed_to_the_pool_overlap_and_are_the_one_by_one_fits():
+    from disentangled.metrics.predictors import submit_samples
+
+    first = [_sample(5, 150), _sample(6, 40)]
+    second = [_sample(7, 90)]
+    # two submissions outstanding at once, collected in the other order
+    pending_trees = submit_samples("gradient_boosting", first, n_jobs=2)
+    pending_lr = submit_samples("logistic_regression_cv", second, n_jobs=2)
+    lr, trees = pending_lr.result(), pending_trees.result()
+    assert pending_trees.result() is trees  # collected once
+    for predictor, samples, got in (("gradient_boosting", first, trees), ("logistic_regression_cv", second, lr)):
+        for sample, fits in zip(samples, got):
+            for a, b in zip(fits, fit_factors(predictor, *sample, n_jobs=1)):
+                np.testing.assert_array_equal(a.importance, b.importance)
+                assert (a.train_accuracy, a.test_accuracy) == (b.train_accuracy, b.test_accuracy)
