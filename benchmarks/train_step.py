@@ -17,7 +17,8 @@ kernels, numba's compiled update), so no one-off set-up enters a step's time or 
 
 ``--before DIR`` adds a side: our step as the project in ``DIR`` (another commit, e.g. from
 ``git archive``) computes it, in its own process with that code's own allocator setting, so
-a change is measured before and after in one run, interleaved like the rest.
+a change is measured before and after in one run, interleaved like the rest. ``--bfloat16``
+adds our step with ``train.precision=bfloat16`` (mixed precision, an option), in its own process too.
 
     .venv/bin/python benchmarks/train_step.py --rounds 5 --steps 20
     .venv/bin/python benchmarks/train_step.py --objectives group_vae ml_vae ada_gvae ada_ml_vae
@@ -112,12 +113,13 @@ def plain_step_fn(batch_size, discriminator=False, device="cpu"):
     return step
 
 
-def our_step_fn(objective, batch_size, source, channels_last=True):
+def our_step_fn(objective, batch_size, source, channels_last=True, precision="float32"):
     from disentangled import config as cfg
     from disentangled.train.core import build, make_optimizers, update
 
     c = cfg.load(None, [f"objective.name={objective}", f"train.batch_size={batch_size}",
-                        "data.name=dsprites_full", f"data.source={source}", f"model.channels_last={channels_last}"])
+                        "data.name=dsprites_full", f"data.source={source}", f"model.channels_last={channels_last}",
+                        f"train.precision={precision}"])
     data, model = build(c)
     opts = make_optimizers(c, model)
     rng = np.random.default_rng(0)
@@ -147,18 +149,19 @@ def timed(fn, n):
 UNSUPERVISED = ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae"]
 WEAK = ("group_vae", "ml_vae", "ada_gvae", "ada_ml_vae")
 #: (name, our allocator setting) of the sides, in the order of the table's columns
-SIDES = (("ours", True), ("plain", False), ("plain_allocator", True), ("before", True))
+SIDES = (("ours", True), ("plain", False), ("plain_allocator", True), ("before", True), ("bfloat16", True))
 
 
 def side_step(side: str, objective: str, args):
     """``(step, counter)`` of one side for ``objective``; ``counter["draw"]``: our seconds spent drawing batches."""
     weak = objective in WEAK
-    if side in ("ours", "before"):
+    if side in ("ours", "before", "bfloat16"):
+        precision = {"precision": "bfloat16"} if side == "bfloat16" else {}  # "before" may predate the option
         if weak:
             from weak_step import our_step_fn as weak_ours
 
-            return weak_ours(objective, args.batch_size, args.source, args.k)
-        return our_step_fn(objective, args.batch_size, args.source)
+            return weak_ours(objective, args.batch_size, args.source, args.k, **precision)
+        return our_step_fn(objective, args.batch_size, args.source, **precision)
     if weak:
         from weak_step import plain_step_fn as weak_plain
 
@@ -214,10 +217,13 @@ def main():
     ap.add_argument("--objectives", nargs="*", default=UNSUPERVISED)
     ap.add_argument("--no-plain-allocator", action="store_true", help="skip the plain loop under our allocator setting")
     ap.add_argument("--before", metavar="DIR", help="also time our step as the project in DIR computes it")
+    ap.add_argument("--bfloat16", action="store_true", help="also time our step with train.precision=bfloat16")
     args = ap.parse_args()
     skip = {"plain_allocator"} if args.no_plain_allocator else set()
     if args.before is None:
         skip.add("before")
+    if not args.bfloat16:
+        skip.add("bfloat16")
     sides = [s for s in SIDES if s[0] not in skip]
     ctx = mp.get_context("spawn")  # fresh interpreters: the plain side keeps glibc's default allocator
     pipes = {}
@@ -227,11 +233,12 @@ def main():
         pipes[side] = ours_end
     print(f"# train_step: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average {_load()}")
-    extra = {"plain_allocator": "plain, our allocator ms/step | ours / it", "before": "before ms/step | before / plain"}
+    extra = {"plain_allocator": "plain, our allocator ms/step | ours / it", "before": "before ms/step | before / plain",
+             "bfloat16": "ours bfloat16 ms/step | it / plain | it / ours"}
     extra = {side: head for side, head in extra.items() if side in pipes}
     print("| objective | ours ms/step | plain ms/step | ours / plain | " + "".join(f"{h} | " for h in extra.values())
           + "batch draw share |")
-    print("|---|---|---|---|" + "---|---|" * len(extra) + "---|")
+    print("|---|---:|---:|---:|" + "".join("---:|" * (h.count("|") + 1) for h in extra.values()) + "---:|")
     for objective in args.objectives:
         for pipe in pipes.values():
             pipe.send(("setup", objective))
@@ -255,6 +262,9 @@ def main():
             cells += [f"{statistics.median(ms['plain_allocator']):.1f}", f"{ratio('ours', 'plain_allocator'):.2f}"]
         if "before" in extra:
             cells += [f"{statistics.median(ms['before']):.1f}", f"{ratio('before', 'plain'):.2f}"]
+        if "bfloat16" in extra:
+            cells += [f"{statistics.median(ms['bfloat16']):.1f}", f"{ratio('bfloat16', 'plain'):.2f}",
+                      f"{ratio('bfloat16', 'ours'):.2f}"]
         print(f"| {objective} | " + " | ".join(cells) + f" | {draw / elapsed * 100:.1f}% |", flush=True)
     for pipe in pipes.values():
         pipe.send(("stop", None))

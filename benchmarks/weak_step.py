@@ -93,9 +93,9 @@ def plain_step_fn(batch_size, aggregation, beta=1.0):
     return step
 
 
-def our_step_fn(objective, batch_size, source, k):
+def our_step_fn(objective, batch_size, source, k, precision="float32"):
     c = cfg.load(None, [f"objective.name={objective}", f"train.batch_size={batch_size}", "data.name=dsprites_full",
-                        f"data.source={source}", f"data.pairs.k={k}"])
+                        f"data.source={source}", f"data.pairs.k={k}", f"train.precision={precision}"])
     data, model = build(c)
     opts = make_optimizers(c, model)
     pairs = batch_source([c], data, "cpu")

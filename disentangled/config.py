@@ -12,7 +12,8 @@ Keys (all optional; the defaults are the study's settings)::
                 channels_last: true}
     objective: {name: beta_vae, beta: 1.0}        # the objective's own hyperparameters
     train:     {steps: 300000, batch_size: 64, lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-                checkpoint_every: 5000, log_every: 100, eval_batches: 1000, optimizer: tf1_adam}
+                checkpoint_every: 5000, log_every: 100, eval_batches: 1000, optimizer: tf1_adam,
+                precision: float32}                 # bfloat16: mixed precision, an option for speed
     supervision: {num_labelled_samples: 1000, train_percentage: 0.9, labeller: perfect}
                                                   # the semi-supervised objectives only (docs/semi.md)
 """
@@ -128,6 +129,7 @@ class TrainConfig:
     log_every: int = 100
     eval_batches: int = 1000
     optimizer: str = "tf1_adam"  # the reference's update; "torch_adam" is torch.optim.Adam's (docs/training.md)
+    precision: str = "float32"  # the reference's; "bfloat16" is mixed precision, an option for speed (train.precision)
 
     def __post_init__(self):
         _check_int("train.steps", self.steps, 1)
@@ -138,6 +140,9 @@ class TrainConfig:
         from .train.optim import OPTIMIZERS
 
         check_choice("train.optimizer", self.optimizer, OPTIMIZERS, error=ConfigError)
+        from .train.precision import PRECISIONS
+
+        check_choice("train.precision", self.precision, list(PRECISIONS), error=ConfigError)
         _check_float("train.lr", self.lr, 0.0, strict=True)
         _check_float("train.eps", self.eps, 0.0, strict=True)
         for name in ("beta1", "beta2"):
@@ -242,6 +247,8 @@ class RunConfig:
             out["data"].pop("pairs", None)
         if out.get("supervision", 0) is None:  # unsupervised runs: no key, so their run ids stay what they were
             del out["supervision"]
+        if out["train"]["precision"] == "float32":  # the default: no key, so run ids stay what they were
+            del out["train"]["precision"]
         return out
 
     @property

@@ -187,19 +187,28 @@ class _OneChannelDeconv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        # Under autocast (a reduced-precision training option, disentangled.train.precision) the
+        # product runs in autocast's precision, as the transposed convolution would; the
+        # overlap-add and the logits stay in the weights' float32. Without it every cast is a no-op.
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
+        ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
         n, c_in, height, width = h.shape
         c_out = weight.shape[1]
-        rows = h.permute(0, 2, 3, 1).reshape(n * height * width, c_in)
-        kernel = weight.permute(0, 2, 3, 1).reshape(c_in, 16 * c_out)  # (ky, kx, c_out) per input channel
-        ctx.save_for_backward(h, weight)
-        out = _overlap_add(rows @ kernel, n, c_out, height, width)
-        return (out + bias.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", enabled=False):
+            h, weight = h.to(dtype), weight.to(dtype)
+            rows = h.permute(0, 2, 3, 1).reshape(n * height * width, c_in)
+            kernel = weight.permute(0, 2, 3, 1).reshape(c_in, 16 * c_out)  # (ky, kx, c_out) per input channel
+            ctx.save_for_backward(h, weight)
+            out = _overlap_add((rows @ kernel).to(bias.dtype), n, c_out, height, width)
+            return (out + bias.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         h, weight = ctx.saved_tensors
-        return torch.ops.aten.convolution_backward(
-            grad, h, weight, [weight.shape[1]], [2, 2], [1, 1], [1, 1], True, [0, 0], 1, list(ctx.needs_input_grad))
+        grads = torch.ops.aten.convolution_backward(
+            grad.to(h.dtype), h, weight, [weight.shape[1]], [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
+            list(ctx.needs_input_grad))
+        return tuple(None if g is None else g.to(d) for g, d in zip(grads, ctx.dtypes))
 
 
 class DeconvDecoder(nn.Module):

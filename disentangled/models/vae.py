@@ -43,6 +43,10 @@ class VAE(nn.Module):
     #: The networks of the model, in the order they are initialised; an ensemble stacks each
     #: (:func:`disentangled.models.stacked.stack`). A part may be None (no discriminator).
     parts: ClassVar[tuple[str, ...]] = ("encoder", "decoder", "discriminator")
+    #: The parts a reduced ``train.precision`` runs in that precision (disentangled.train.precision):
+    #: the convolutional and dense networks. Parts added by subclasses (the semi-supervised
+    #: models' loss parameters and MINE estimators) stay in float32.
+    reduced_precision_parts: ClassVar[tuple[str, ...]] = ("encoder", "decoder", "discriminator")
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ from ..rundir import RunDir
 from . import checkpoint as ckpt
 from .batches import BATCH_SOURCES
 from .optim import make_optimizer
+from .precision import check_supported, train_in
 
 
 class TrainingDiverged(DisentangledError, RuntimeError):
@@ -58,7 +59,8 @@ def seeds(config: RunConfig) -> dict[str, int]:
 
 
 def build(config: RunConfig, data=None):
-    """The data set and the freshly initialised model (on the CPU) of a configuration."""
+    """The data set and the freshly initialised model (on the CPU) of a configuration, computing in
+    ``train.precision`` while it trains."""
     from .. import data as data_module
     from ..models import build_model
 
@@ -82,6 +84,7 @@ def build(config: RunConfig, data=None):
             reconstruction=config.model.reconstruction,
             **options,
         )
+    train_in(model, config.train.precision)  # in training mode only: representations are float32
     return data, model
 
 
@@ -176,11 +179,14 @@ def finite_members(terms: dict) -> list[bool]:
     return torch.isfinite(values).all(0).tolist()
 
 
-def training_device(device=None) -> torch.device:
-    """Where training runs: ``device``, or CUDA when available, else the CPU."""
+def training_device(device=None, precision: str = "float32") -> torch.device:
+    """Where training runs: ``device``, or CUDA when available, else the CPU; refused if it cannot
+    compute in ``train.precision`` (checked before a run directory is claimed)."""
     from .represent import resolve_device
 
-    return resolve_device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    check_supported(precision, device)
+    return device
 
 
 def device_name(device: torch.device) -> str:

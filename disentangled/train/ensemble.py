@@ -63,6 +63,7 @@ from ..memory import keep_freed_memory
 from ..rundir import RunDir
 from .core import (Member, batch_source, build, draw, evaluate, finite_members, make_optimizers,
                    training_device, update)
+from .precision import train_in
 from ..errors import ParameterError
 
 #: Members stacked at once on the CPU. There each member runs its own kernels in turn, so
@@ -133,7 +134,7 @@ def train_ensemble(
     if len({r.path.resolve() for r in runs}) != len(runs):
         raise ParameterError("run_dirs: every member needs its own run directory; some are repeated")
     check_stackable(configs)
-    device = training_device(device)
+    device = training_device(device, configs[0].train.precision)
     keep_freed_memory()  # each step reuses the last one's memory (no page faults), see disentangled.memory
     from .. import data as data_module
 
@@ -199,6 +200,7 @@ def _stack(group: list[Member], template, data, device):
         else:
             states.append(m.state)
     model = stack(template, [m.config.build_objective() for m in group], states).to(device)
+    train_in(model, group[0].config.train.precision)
     model.train()
     opts = make_optimizers(group[0].config, model, stacked=True)
     for name, opt in opts.items():

@@ -32,7 +32,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     from tqdm import tqdm
 
     run = RunDir(run_dir)
-    device = training_device(device)
+    device = training_device(device, config.train.precision)
     if restart and run.is_claimed:
         run.claim(config, resume=True)  # refuses another configuration before anything is deleted
         run.restart()
