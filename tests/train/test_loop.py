@@ -99,31 +99,12 @@ def test_same_config_same_weights(tmp_path):
     assert_same_weights(tmp_path / "a", tmp_path / "b")
 
 
-class _CrashAfter:
-    """A data set that raises after ``n`` batches, as a crash in the middle of training."""
-
-    def __init__(self, inner, n):
-        self.inner, self.n = inner, n
-        self.observation_shape = inner.observation_shape
-
-    def describe(self):
-        return self.inner.describe()
-
-    def sample_observations(self, size, *, rng):
-        if self.n == 0:
-            raise KeyboardInterrupt("simulated crash")
-        self.n -= 1
-        return self.inner.sample_observations(size, rng=rng)
-
-
 @pytest.mark.parametrize("objective", ["beta_vae", "factor_vae", "annealed_vae"])
-def test_resume_is_bit_for_bit(tmp_path, objective):
-    from disentangled import data
-
+def test_resume_is_bit_for_bit(tmp_path, objective, crash_after):
     c = tiny(**{"objective.name": objective})
     train(c, tmp_path / "straight", progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(c, tmp_path / "resumed", progress=False, data=_CrashAfter(data.get("dummy_data"), 5))
+        train(c, tmp_path / "resumed", progress=False, data=crash_after(5))
     assert not (tmp_path / "resumed" / "train.done").exists()
     with pytest.raises(RunConfigMismatch, match="--resume"):
         train(c, tmp_path / "resumed", progress=False)

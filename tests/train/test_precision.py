@@ -107,30 +107,12 @@ def test_the_one_channel_layer_computes_in_bfloat16_under_autocast():
     assert torch.allclose(bias.grad, torch.tensor([float(out.numel())]))
 
 
-class _CrashAfter:
-    """The data set, raising after ``n`` batches: a crash in the middle of training."""
-
-    def __init__(self, inner, n):
-        self.inner, self.n, self.observation_shape = inner, n, inner.observation_shape
-
-    def describe(self):
-        return self.inner.describe()
-
-    def sample_observations(self, size, *, rng):
-        if self.n == 0:
-            raise KeyboardInterrupt("simulated crash")
-        self.n -= 1
-        return self.inner.sample_observations(size, rng=rng)
-
-
 @needs_bf16
-def test_bfloat16_training_resumes_bit_for_bit_and_stacks_like_single_runs(tmp_path):
-    from disentangled import data
-
+def test_bfloat16_training_resumes_bit_for_bit_and_stacks_like_single_runs(tmp_path, crash_after):
     c = tiny("bfloat16", **{"objective.name": "factor_vae"})
     train(c, tmp_path / "a", progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(c, tmp_path / "b", progress=False, data=_CrashAfter(data.get("dummy_data"), 3))
+        train(c, tmp_path / "b", progress=False, data=crash_after(3))
     train(c, tmp_path / "b", resume=True, progress=False)
     wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

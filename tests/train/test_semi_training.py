@@ -172,31 +172,15 @@ def test_gamma_sup_zero_trains_the_unsupervised_model(tmp_path):
     assert [r["reconstruction"] for r in log_rows(tmp_path / "s2")] == [r["reconstruction"] for r in log_rows(tmp_path / "plain")]
 
 
-class _CrashAfter:
-    """The data set, raising after ``n`` unlabelled batches: a crash in the middle of training."""
-
-    def __init__(self, inner, n):
-        self.inner, self.n = inner, n
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def sample_observations(self, size, *, rng):
-        if self.n == 0:
-            raise KeyboardInterrupt("simulated crash")
-        self.n -= 1
-        return self.inner.sample_observations(size, rng=rng)
-
-
 @pytest.mark.parametrize("overrides", [
     {"objective.name": "s2_mine_vae"},
     {"objective.supervised_loss": "embed", "objective.sigma": "learn", "supervision.shuffle": True},
 ])
-def test_resume_is_bit_for_bit(tmp_path, overrides):
+def test_resume_is_bit_for_bit(tmp_path, overrides, crash_after):
     c = tiny(**{"train.steps": 6, "supervision.num_labelled_samples": 7, **overrides})
     train(c, tmp_path / "straight", progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(c, tmp_path / "resumed", progress=False, data=_CrashAfter(data_module.get("dummy_data"), 3))
+        train(c, tmp_path / "resumed", progress=False, data=crash_after(3))
     assert not (tmp_path / "resumed" / "train.done").exists()
     train(c, tmp_path / "resumed", resume=True, progress=False)
     assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
